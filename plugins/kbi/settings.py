@@ -1,0 +1,90 @@
+"""One place that reads the environment: paths, connection ids, limits.
+
+Every setting has an embedded default that works for the demo. Production overrides them with
+environment variables (``KBI_*``); connections come from Airflow (``AIRFLOW_CONN_KBI_*`` or the
+secrets backend), never from this module.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+
+# Airflow connection ids: the outside contract of interfaces.md §1-§5.
+CONN_SOURCE = "kbi_source"
+CONN_LEDGER = "kbi_ledger"
+CONN_QUARANTINE = "kbi_quarantine"
+CONN_SFTP = "kbi_sftp"
+CONN_SMS = "kbi_sms"
+CONN_SMTP = "kbi_smtp"
+
+TIMEZONE = "Europe/Brussels"
+
+
+def _path(name: str, default: Path) -> Path:
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else default
+
+
+def _float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def _int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def _date(name: str) -> date | None:
+    value = os.environ.get(name)
+    return date.fromisoformat(value) if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the pipeline needs to know about its surroundings, besides connections."""
+
+    var_dir: Path
+    registry_path: Path
+    staging_dir: Path
+    reports_dir: Path
+    sql_dir: Path
+    reference_dir: Path
+    # P11: the run stops when more than this share of extracted rows fails a blocking check.
+    max_blocking_failure_rate: float
+    # P10: a municipality keeps the data at most this many years; stated on every receipt.
+    retention_years: int
+    # P4: go-live date of the MAGDA list web service; none configured means no sunset yet.
+    magda_go_live: date | None
+    # Where temporary upload names live on the transfer server (None: beside the final name).
+    sftp_staging_dir: str | None
+    # P9: the contact point a municipality uses to report an error.
+    error_report_url: str
+    mail_from: str
+    data_engineers_email: str
+
+
+def load() -> Settings:
+    var_dir = _path("KBI_VAR_DIR", PROJECT_ROOT / "var" / "demo")
+    return Settings(
+        var_dir=var_dir,
+        registry_path=_path("KBI_REGISTRY", PROJECT_ROOT / "config" / "recipients.yaml"),
+        staging_dir=_path("KBI_STAGING_DIR", var_dir / "staging"),
+        reports_dir=_path("KBI_REPORTS_DIR", var_dir / "reports"),
+        sql_dir=_path("KBI_SQL_DIR", PROJECT_ROOT / "include" / "sql"),
+        reference_dir=_path("KBI_REFERENCE_DIR", PROJECT_ROOT / "include" / "reference"),
+        max_blocking_failure_rate=_float("KBI_MAX_BLOCKING_FAILURE_RATE", 0.01),
+        retention_years=_int("KBI_RETENTION_YEARS", 5),
+        magda_go_live=_date("KBI_MAGDA_GO_LIVE"),
+        sftp_staging_dir=os.environ.get("KBI_SFTP_STAGING_DIR") or None,
+        error_report_url=os.environ.get(
+            "KBI_ERROR_REPORT_URL", "https://www.integratie-inburgering.be/contact"
+        ),
+        mail_from=os.environ.get("KBI_MAIL_FROM", "kbi-levering@integratie-inburgering.be"),
+        data_engineers_email=os.environ.get("KBI_DATA_ENGINEERS_EMAIL", "data-engineering@example.invalid"),
+    )
