@@ -1,8 +1,10 @@
 """SQLAlchemy engines for the project's databases (source, ledger, quarantine).
 
 The domain package takes a database URL as a plain value; the DAGs turn Airflow connections into
-URLs (``kbi.airflow_glue``). SQLite gets the settings a shared file needs: WAL for readers during a
-write, a busy timeout instead of "database is locked", foreign keys on.
+URLs (``kbi.airflow_glue``). SQLite gets what a file shared by parallel tasks needs: WAL so that
+readers do not wait for a writer, a busy timeout instead of "database is locked", and, for the
+databases we write, ``BEGIN IMMEDIATE`` so that two writers queue up instead of deadlocking on a
+lock upgrade (the SQLAlchemy documentation's pysqlite recipe).
 """
 
 from __future__ import annotations
@@ -13,22 +15,30 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:  # pragma: no cover - exercised by every test
-    cur = dbapi_conn.cursor()
-    cur.execute("PRAGMA journal_mode=WAL")
-    cur.execute("PRAGMA busy_timeout=30000")
-    cur.execute("PRAGMA foreign_keys=ON")
-    cur.close()
+def _sqlite_connect(writer: bool):
+    def on_connect(dbapi_conn, _record) -> None:
+        if writer:
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout=30000")
+        if writer:
+            cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    return on_connect
+
+
+def _sqlite_begin(conn) -> None:
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 @cache
-def engine(url: str) -> Engine:
+def engine(url: str, writer: bool = True) -> Engine:
     """One engine per URL and process (engines pool connections; creating them is not free)."""
-    eng = sa.create_engine(url, future=True, pool_pre_ping=True)
+    eng = sa.create_engine(url, pool_pre_ping=True)
     if eng.dialect.name == "sqlite":
-        sa.event.listen(eng, "connect", _sqlite_pragmas)
+        sa.event.listen(eng, "connect", _sqlite_connect(writer))
+        if writer:
+            sa.event.listen(eng, "begin", _sqlite_begin)
     return eng
-
-
-def dialect_of(eng: Engine) -> str:
-    return eng.dialect.name

@@ -39,7 +39,10 @@ def load(name: str, dialect: str | None = None, sql_dir: Path | None = None) -> 
 
 def statements(name: str, dialect: str | None = None, sql_dir: Path | None = None) -> list[str]:
     """The statements of a script file (DDL, migrations), split by sqlparse, comments kept out."""
-    text = load(name, dialect, sql_dir)
+    return split(load(name, dialect, sql_dir))
+
+
+def split(text: str) -> list[str]:
     out = []
     for stmt in sqlparse.split(text):
         body = sqlparse.format(stmt, strip_comments=True).strip().rstrip(";").strip()

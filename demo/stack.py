@@ -1,0 +1,167 @@
+"""Start and stop the demo's processes: the three embedded servers and Airflow's components.
+
+Each process runs in its own session (process group) with its output in ``var/demo/run/*.log``,
+so stopping it stops its children too (Airflow's scheduler forks executors and task supervisors).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+from demo.environment import Places, airflow_env, connection_env, secrets_of
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Process:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.popen = subprocess.Popen(
+            self.argv, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        out.close()
+
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
+    def stop(self, timeout: float = 20) -> None:
+        if not self.popen or self.popen.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        try:
+            self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait(5)
+        # Children that outlived their leader (task supervisors) share its process group.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.popen.pid, signal.SIGKILL)
+
+
+@dataclass
+class Stack:
+    places: Places
+    processes: list[Process] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    api_port: int = 0
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> Process:
+        proc = Process(name, argv, env, self.places.run / f"{name}.log")
+        proc.start()
+        self.processes.append(proc)
+        return proc
+
+    def start_servers(self) -> dict[str, int]:
+        """The transfer server, the mail relay and the SMS gateway of the demo."""
+        run = self.places.run
+        run.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd() / "plugins"), str(Path.cwd())])}
+        specs = {
+            "sftp": ["sftp", "--root", str(self.places.sftp_root), "--keys-dir", str(self.places.ssh_keys)],
+            "mail": ["mail", "--outdir", str(self.places.mail_outbox)],
+            "sms": ["sms", "--outdir", str(self.places.sms_outbox)],
+        }
+        ports: dict[str, int] = {}
+        for name, args in specs.items():
+            port_file = run / f"{name}.port"
+            port_file.unlink(missing_ok=True)
+            proc = self._spawn(
+                name, [sys.executable, "-m", "demo.servers", *args, "--port-file", str(port_file)], env
+            )
+            deadline = time.monotonic() + 30
+            while not port_file.exists():
+                if not proc.alive() or time.monotonic() > deadline:
+                    raise RuntimeError(f"the demo {name} server did not start; see {proc.log}")
+                time.sleep(0.05)
+            ports[name] = int(port_file.read_text().strip())
+        return ports
+
+    def start_airflow(self, ports: dict[str, int], api_port: int | None = None) -> None:
+        self.api_port = api_port or free_port()
+        self.env = {
+            **os.environ,
+            **airflow_env(self.places, api_port=self.api_port, log_server_port=free_port()),
+            **connection_env(
+                self.places, sftp_port=ports["sftp"], smtp_port=ports["mail"], sms_port=ports["sms"]
+            ),
+        }
+        airflow = str(BIN / "airflow")
+        subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=300)
+        self._spawn("api-server", [airflow, "api-server", "--port", str(self.api_port)], self.env)
+        self._spawn("scheduler", [airflow, "scheduler"], self.env)
+        self._spawn("dag-processor", [airflow, "dag-processor"], self.env)
+
+    def wait_healthy(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            for p in self.processes:
+                if not p.alive():
+                    raise RuntimeError(f"{p.name} stopped; see {p.log}")
+            try:
+                health = httpx.get(f"{self.base_url}/api/v2/monitor/health", timeout=5).json()
+                states = {k: (v or {}).get("status") for k, v in health.items()}
+                last = str(states)
+                if all(states.get(k) == "healthy" for k in ("metadatabase", "scheduler", "dag_processor")):
+                    return
+            except (httpx.HTTPError, ValueError):
+                pass
+            time.sleep(1)
+        raise RuntimeError(f"Airflow did not become healthy in {timeout:.0f} s ({last})")
+
+    def token(self) -> str:
+        password = secrets_of(self.places)["admin_password"]
+        r = httpx.post(
+            f"{self.base_url}/auth/token", json={"username": "admin", "password": password}, timeout=10
+        )
+        r.raise_for_status()
+        return r.json()["access_token"]
+
+    def stop(self) -> None:
+        for proc in reversed(self.processes):
+            proc.stop()
+        self.processes.clear()
+
+
+@contextlib.contextmanager
+def running(places: Places, with_airflow: bool = True, api_port: int | None = None) -> Iterator[Stack]:
+    stack = Stack(places)
+    try:
+        ports = stack.start_servers()
+        if with_airflow:
+            stack.start_airflow(ports, api_port)
+            stack.wait_healthy()
+        yield stack
+    finally:
+        stack.stop()

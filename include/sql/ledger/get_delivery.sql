@@ -1,0 +1,1 @@
+SELECT * FROM kbi_delivery WHERE delivery_id = :delivery_id

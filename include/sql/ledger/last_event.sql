@@ -1,0 +1,1 @@
+SELECT seq, hash FROM kbi_event ORDER BY seq DESC LIMIT 1

@@ -1,0 +1,153 @@
+"""Airflow connections → the plain values and clients the domain package takes.
+
+The only module besides the DAG files and the UI plugin that imports Airflow. Connections come
+from Airflow (``AIRFLOW_CONN_KBI_*``, the metadata database or a secrets backend):
+
+- ``kbi_source``, ``kbi_ledger``, ``kbi_quarantine``: any database with an Airflow SQL hook
+  (SQLite embedded, PostgreSQL in production). ``kbi_ledger`` may carry ``chain_secret`` in its
+  extra: the HMAC key of the ledger's event chain, kept outside the ledger database.
+- ``kbi_sftp``: the transfer server; refused unless its host key is pinned (``host_key`` extra)
+  and authentication is by key (P12).
+- ``kbi_sms``: Apprise; its URL holds ``{phone}`` where the recipient's number goes.
+- ``kbi_smtp``: the SMTP relay.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+from collections.abc import Iterator, Sequence
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import quote
+
+import paramiko
+from sqlalchemy.engine import make_url
+
+from kbi import db, settings
+from kbi.errors import ConfigurationError
+from kbi.ledger import Ledger
+from kbi.messages import Mail
+from kbi.quality.quarantine import Quarantine
+
+SFTP_CHANNEL_TIMEOUT_S = 60
+
+
+def _connection(conn_id: str):
+    from airflow.sdk import BaseHook
+
+    return BaseHook.get_connection(conn_id)
+
+
+def _url(conn) -> str:
+    url = make_url(conn.get_hook().get_uri())
+    if url.get_backend_name() == "sqlite":
+        # The SQLite hook appends every extra as a query argument: the chain secret must not
+        # travel inside a database URL (drivers and warnings print URLs).
+        url = url.set(query={})
+    return url.render_as_string(hide_password=False)
+
+
+def db_url(conn_id: str) -> str:
+    return _url(_connection(conn_id))
+
+
+def source_engine():
+    return db.engine(db_url(settings.CONN_SOURCE), writer=False)
+
+
+def ledger() -> Ledger:
+    conn = _connection(settings.CONN_LEDGER)
+    secret = conn.extra_dejson.get("chain_secret")
+    return Ledger(db.engine(_url(conn)), secret.encode() if secret else None)
+
+
+def quarantine() -> Quarantine:
+    return Quarantine(db.engine(db_url(settings.CONN_QUARANTINE)))
+
+
+def mask(secret: str) -> None:
+    """Airflow's log masking: a second line of defence for a passphrase, never the first."""
+    from airflow.sdk.log import mask_secret
+
+    mask_secret(secret)
+
+
+def check_sftp_connection(extra: dict, password: str | None) -> None:
+    """P12: never deliver over a connection that would accept any server or a password."""
+    if not extra.get("host_key"):
+        raise ConfigurationError(
+            "connection kbi_sftp has no pinned host key (extra 'host_key': 'ssh-ed25519 AAAA…'); "
+            "refusing to deliver to a server whose identity is not verified"
+        )
+    for flag in ("no_host_key_check", "allow_host_key_change"):
+        if str(extra.get(flag, "false")).lower() == "true":
+            raise ConfigurationError(f"connection kbi_sftp sets {flag}=true; refusing to deliver (P12)")
+    if not (extra.get("private_key") or extra.get("key_file")):
+        raise ConfigurationError(
+            "connection kbi_sftp must authenticate with a key (extra private_key or key_file)"
+        )
+    if password:
+        raise ConfigurationError("connection kbi_sftp carries a password; key authentication only (P12)")
+
+
+class AirflowChannels:
+    """SFTP, SMS and e-mail through Airflow's provider hooks."""
+
+    def __init__(self, sftp_conn_id: str = settings.CONN_SFTP, conn_retry_attempts: int = 2):
+        self.sftp_conn_id = sftp_conn_id
+        self.conn_retry_attempts = conn_retry_attempts
+
+    @contextlib.contextmanager
+    def sftp(self) -> Iterator[paramiko.SFTPClient]:
+        from airflow.providers.sftp.hooks.sftp import SFTPHook
+
+        conn = _connection(self.sftp_conn_id)
+        check_sftp_connection(conn.extra_dejson, conn.password)
+        hook = SFTPHook(ssh_conn_id=self.sftp_conn_id, conn_retry_attempts=self.conn_retry_attempts)
+        with hook.get_managed_conn() as client:
+            channel = client.get_channel()
+            channel.settimeout(SFTP_CHANNEL_TIMEOUT_S)  # a stalled server fails instead of hanging
+            sock = channel.get_transport().sock
+            if isinstance(sock, socket.socket):
+                # Without it Nagle + delayed ACK stall every small write by ~40 ms.
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            yield client
+
+    def sms(self, phones: Sequence[str], text: str) -> None:
+        import apprise
+        from airflow.providers.apprise.hooks.apprise import AppriseHook
+
+        # Apprise logs whole payloads at DEBUG; a passphrase must not get there.
+        logging.getLogger("apprise").setLevel(logging.WARNING)
+        hook = AppriseHook(apprise_conn_id=settings.CONN_SMS)
+        config = hook.get_config_from_conn(hook.get_connection(settings.CONN_SMS))
+        entries = config if isinstance(config, list) else [config]
+        for phone in phones:
+            notifier = apprise.Apprise()
+            for entry in entries:
+                path = entry["path"]
+                if "{phone}" not in path:
+                    raise ConfigurationError("connection kbi_sms: the Apprise URL must contain {phone}")
+                notifier.add(path.replace("{phone}", quote(phone, safe="")), tag=entry.get("tag"))
+            # The Airflow hook's notify() drops Apprise's result; a lost SMS must not pass unseen.
+            if not notifier.notify(body=text, title="", tag="all"):
+                raise ConnectionError(f"the SMS gateway did not accept the message for {phone[:-4]}****")
+
+    def mail(self, to: Sequence[str], mail: Mail) -> None:
+        from airflow.providers.smtp.hooks.smtp import SmtpHook
+
+        with SmtpHook(smtp_conn_id=settings.CONN_SMTP) as hook:
+            sender = hook.from_email or settings.load().mail_from
+            msg = EmailMessage()
+            msg["Subject"] = mail.subject
+            msg["From"] = sender
+            msg["To"] = ", ".join(to)
+            msg["Date"] = formatdate(localtime=True)
+            msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1])
+            msg["Content-Language"] = "nl-BE"
+            msg.set_content(mail.text)
+            msg.add_alternative(mail.html, subtype="html")
+            # The hook's send_email_smtp() sends HTML only; its logged-in client sends both parts.
+            hook._smtp_client.send_message(msg)

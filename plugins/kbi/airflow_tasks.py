@@ -1,0 +1,178 @@
+"""The bodies of the DAG tasks: read the Airflow context, build the resources, call the pipeline.
+
+Imported by the DAG files, so it imports nothing heavy at module level (the dag-processor parses
+them every few seconds, and every task process parses its DAG again): the domain modules are
+imported inside the functions that need them.
+
+DAG files stay wiring only (one line per task); this module turns the domain's "no" into the
+right Airflow outcome: a refusal that no retry can change fails at once (AirflowFailException),
+a passing fault (server down, SMTP refused) fails and is retried with backoff.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from zoneinfo import ZoneInfo
+
+from kbi import settings
+
+if TYPE_CHECKING:
+    from kbi import pipeline
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def permanent_errors() -> tuple[type[Exception], ...]:
+    """Retrying cannot change these: fail the task at once, with the reason as its last log line."""
+    from kbi import crypto, pipeline
+    from kbi.errors import ConfigurationError, DataError
+    from kbi.registry import RegistryError
+    from kbi.transport import UnknownFileInInbox
+
+    return (
+        crypto.KeyRefused,
+        pipeline.RunRefused,
+        pipeline.RunIncomplete,
+        pipeline.QualityGateFailed,
+        RegistryError,
+        ConfigurationError,
+        UnknownFileInInbox,
+        DataError,
+    )
+
+
+def fail_fast(fn: Callable[P, R]) -> Callable[P, R]:
+    """Turn a permanent refusal into AirflowFailException (raised outside the except block, so
+    the log shows the reason without a chained traceback)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        try:
+            return fn(*args, **kwargs)
+        except permanent_errors() as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        raise AirflowFailException(failure)
+
+    return wrapper
+
+
+def _context() -> dict[str, Any]:
+    from airflow.sdk import get_current_context
+
+    return get_current_context()
+
+
+def _local_date(moment: datetime | None) -> date | None:
+    return moment.astimezone(ZoneInfo(settings.TIMEZONE)).date() if moment else None
+
+
+def run_params() -> pipeline.RunParams:
+    from kbi import pipeline
+
+    ctx = _context()
+    params = ctx["params"]
+    today = datetime.now(ZoneInfo(settings.TIMEZONE)).date()
+    raw_ref = params.get("reference_date")
+    if raw_ref:
+        reference_date = date.fromisoformat(str(raw_ref))
+    else:
+        # The yearly schedule: the run's logical date; a manual run without one: today.
+        reference_date = _local_date(ctx.get("logical_date")) or today
+    return pipeline.RunParams(
+        run_id=ctx["run_id"],
+        reference_date=reference_date,
+        today=today,
+        municipalities=tuple(params.get("municipalities") or ()),
+        dry_run=bool(params.get("dry_run")),
+    )
+
+
+def create_staging() -> str:
+    from kbi import pipeline
+
+    ctx = _context()
+    directory = pipeline.run_dir(settings.load(), ctx["run_id"])
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return str(directory)
+
+
+@fail_fast
+def plan() -> dict[str, Any]:
+    from kbi import airflow_glue, pipeline
+
+    return pipeline.plan(airflow_glue.ledger(), settings.load(), run_params())
+
+
+@fail_fast
+def extract(plan_: dict[str, Any]) -> dict[str, Any]:
+    from kbi import airflow_glue, pipeline
+
+    return pipeline.extract(airflow_glue.source_engine(), plan_)
+
+
+@fail_fast
+def check_quality(plan_: dict[str, Any], extracted: dict[str, Any]) -> dict[str, Any]:
+    from kbi import airflow_glue, pipeline
+
+    quarantine = None if plan_["dry_run"] else airflow_glue.quarantine()
+    return pipeline.check_quality(quarantine, airflow_glue.ledger(), settings.load(), plan_, extracted)
+
+
+@fail_fast
+def partition(plan_: dict[str, Any], checked: dict[str, Any]) -> list[dict[str, Any]]:
+    from kbi import pipeline
+
+    return pipeline.partition(settings.load(), plan_, checked)
+
+
+@fail_fast
+def deliver(plan_: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+    from kbi import airflow_glue, pipeline
+
+    return pipeline.deliver(
+        airflow_glue.ledger(),
+        airflow_glue.AirflowChannels(),
+        settings.load(),
+        plan_,
+        item,
+        on_secret=airflow_glue.mask,
+    )
+
+
+def summarise(
+    plan_: dict[str, Any] | None,
+    checked: dict[str, Any] | None,
+    selected: list[dict[str, Any]] | None,
+    results: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+
+    from kbi import airflow_glue, pipeline
+
+    if plan_ is None:
+        raise AirflowSkipException("the run stopped before its plan; nothing to summarise")
+    ledger = airflow_glue.ledger()
+    run = None if plan_["dry_run"] else ledger.get_run(plan_["run_id"])
+    if checked is None or selected is None:
+        reason = "the run stopped before its lists were ready (see the failed task)"
+        if run is not None and run["state"] == "running":
+            ledger.finish_run(plan_["run_id"], "failed", {"reason": reason})
+        raise AirflowFailException(reason)
+    return fail_fast(pipeline.summarise)(ledger, settings.load(), plan_, checked, list(results or []))
+
+
+def remove_staging() -> bool:
+    from kbi import pipeline
+
+    ctx = _context()
+    removed = pipeline.cleanup(settings.load(), ctx["run_id"])
+    log.info("Staging area of run %s %s", ctx["run_id"], "removed" if removed else "was already gone")
+    return removed

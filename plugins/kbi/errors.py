@@ -1,0 +1,38 @@
+"""Exceptions that are safe to log: their messages never carry personal data (P12).
+
+Airflow logs a failed task's exception text and traceback. A library error raised while handling
+rows may quote the row (a parse error shows the value), so data handling runs inside
+``scrubbed(...)``, which keeps the stage and the exception type and drops the message and the
+chained cause.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+
+class KbiError(Exception):
+    """Base of the project's errors; messages name municipalities, files and counts only."""
+
+
+class DataError(KbiError):
+    """Processing the data failed; the message says where, never what value."""
+
+
+class ConfigurationError(KbiError):
+    """A connection, setting or registry entry is missing or unsafe."""
+
+
+@contextmanager
+def scrubbed(stage: str) -> Iterator[None]:
+    failed: str | None = None
+    try:
+        yield
+    except KbiError:
+        raise
+    except Exception as exc:
+        failed = type(exc).__name__
+    if failed:
+        # Raised outside the except block: no __context__ to render, not even a suppressed one.
+        raise DataError(f"{stage} failed ({failed}); the data involved is not shown")

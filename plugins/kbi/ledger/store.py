@@ -1,0 +1,322 @@
+"""The ledger's store: one SQLAlchemy engine, SQL from include/sql/ledger, one writer at a time.
+
+Every state change of a delivery is written together with its event, in one transaction, so the
+row and the chained log never disagree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from kbi import migrations, sqlfiles
+from kbi.ledger import chain
+
+COMPONENT = "ledger"
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+class AlreadyDelivered(Exception):
+    """P3: this municipality's annual list for the period is already out (or on its way)."""
+
+    def __init__(self, existing: Delivery):
+        self.existing = existing
+        when = existing.published_at or existing.planned_at
+        super().__init__(
+            f"P3: {existing.nis_code} already has its annual list for {existing.period} "
+            f"({existing.file_name or 'in progress'}, {existing.state} since {when}, run {existing.run_id})"
+        )
+
+
+@dataclass(frozen=True)
+class Delivery:
+    delivery_id: str
+    run_id: str
+    nis_code: str
+    kind: str
+    period: str
+    correction_ref: str | None
+    reference_date: str
+    state: str
+    planned_at: str
+    mode: str | None = None
+    key_fingerprint: str | None = None
+    file_name: str | None = None
+    inbox: str | None = None
+    row_count: int | None = None
+    size_bytes: int | None = None
+    sha256: str | None = None
+    attempt: int = 0
+    encrypted_at: str | None = None
+    uploaded_at: str | None = None
+    passphrase_sent_at: str | None = None
+    published_at: str | None = None
+    sms_sent_at: str | None = None
+    mail_sent_at: str | None = None
+    announced_at: str | None = None
+    withdrawn_at: str | None = None
+    picked_up_at: str | None = None
+    reminded_at: str | None = None
+    purged_at: str | None = None
+    delete_by: str | None = None
+    last_error: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> Delivery:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+    def with_(self, **changes: object) -> Delivery:
+        return replace(self, **changes)
+
+
+class Ledger:
+    def __init__(self, engine: Engine, chain_key: bytes | None = None):
+        self.engine = engine
+        self.dialect = engine.dialect.name
+        self._key = chain_key
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _sql(self, name: str) -> sa.TextClause:
+        return sa.text(sqlfiles.load(f"ledger/{name}", self.dialect))
+
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            if self.dialect == "postgresql":
+                conn.execute(self._sql("lock_writers"))
+            yield conn
+
+    def _append(
+        self,
+        conn: Connection,
+        event_type: str,
+        detail: Mapping[str, object],
+        *,
+        run_id: str | None = None,
+        nis_code: str | None = None,
+        delivery_id: str | None = None,
+    ) -> None:
+        last = conn.execute(self._sql("last_event")).first()
+        seq, prev = (last.seq + 1, last.hash) if last else (1, chain.GENESIS)
+        event = {
+            "seq": seq,
+            "recorded_at": utcnow(),
+            "event_type": event_type,
+            "run_id": run_id,
+            "nis_code": nis_code,
+            "delivery_id": delivery_id,
+            "detail": chain.canonical(detail),
+        }
+        conn.execute(
+            self._sql("insert_event"),
+            {**event, "prev_hash": prev, "hash": chain.link_hash(prev, chain.event_body(event), self._key)},
+        )
+
+    def migrate(self) -> list[int]:
+        return migrations.apply(self.engine, COMPONENT)
+
+    # --- runs and decisions -----------------------------------------------------------------
+
+    def start_run(
+        self, run_id: str, dag_id: str, kind: str, reference_date: str, dry_run: bool, registry_version: str
+    ) -> None:
+        """Register the run; a retried or cleared run continues its own row."""
+        with self._writing() as conn:
+            existing = conn.execute(self._sql("get_run"), {"run_id": run_id}).first()
+            if existing is None:
+                conn.execute(
+                    self._sql("insert_run"),
+                    {
+                        "run_id": run_id,
+                        "dag_id": dag_id,
+                        "kind": kind,
+                        "reference_date": reference_date,
+                        "dry_run": int(dry_run),
+                        "registry_version": registry_version,
+                        "started_at": utcnow(),
+                    },
+                )
+                event = "run_started"
+            else:
+                conn.execute(
+                    self._sql("restart_run"), {"run_id": run_id, "registry_version": registry_version}
+                )
+                event = "run_resumed"
+            self._append(
+                conn,
+                event,
+                {
+                    "dag_id": dag_id,
+                    "kind": kind,
+                    "reference_date": reference_date,
+                    "dry_run": dry_run,
+                    "registry_version": registry_version,
+                },
+                run_id=run_id,
+            )
+
+    def finish_run(self, run_id: str, state: str, summary: Mapping[str, object]) -> None:
+        body = chain.canonical(summary)
+        with self._writing() as conn:
+            conn.execute(
+                self._sql("finish_run"),
+                {"run_id": run_id, "state": state, "finished_at": utcnow(), "summary": body},
+            )
+            self._append(conn, f"run_{state}", {"summary": summary}, run_id=run_id)
+
+    def get_run(self, run_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._sql("get_run"), {"run_id": run_id}).mappings().first()
+        return dict(row) if row else None
+
+    def record_decision(
+        self,
+        run_id: str,
+        nis_code: str,
+        municipality: str,
+        decision: str,
+        rule: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        with self._writing() as conn:
+            conn.execute(
+                self._sql("upsert_decision"),
+                {
+                    "run_id": run_id,
+                    "nis_code": nis_code,
+                    "municipality": municipality,
+                    "decision": decision,
+                    "rule": rule,
+                    "reason": reason,
+                    "decided_at": utcnow(),
+                },
+            )
+            self._append(
+                conn,
+                f"decision_{decision}",
+                {"municipality": municipality, "rule": rule, "reason": reason},
+                run_id=run_id,
+                nis_code=nis_code,
+            )
+
+    def decisions(self, run_id: str) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [
+                dict(r) for r in conn.execute(self._sql("decisions_of_run"), {"run_id": run_id}).mappings()
+            ]
+
+    # --- deliveries ---------------------------------------------------------------------------
+
+    def get_delivery(self, delivery_id: str) -> Delivery | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._sql("get_delivery"), {"delivery_id": delivery_id}).mappings().first()
+        return Delivery.from_row(row) if row else None
+
+    def annual_delivery_in_period(self, nis_code: str, period: str) -> Delivery | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(self._sql("annual_delivery_in_period"), {"nis_code": nis_code, "period": period})
+                .mappings()
+                .first()
+            )
+        return Delivery.from_row(row) if row else None
+
+    def deliveries_of_run(self, run_id: str) -> list[Delivery]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._sql("deliveries_of_run"), {"run_id": run_id}).mappings().all()
+        return [Delivery.from_row(r) for r in rows]
+
+    def plan_delivery(
+        self,
+        delivery_id: str,
+        run_id: str,
+        nis_code: str,
+        kind: str,
+        period: str,
+        reference_date: str,
+        correction_ref: str | None = None,
+    ) -> Delivery:
+        """Create the delivery, or return it when a retry finds it already planned.
+
+        P3: an annual delivery reserves its municipality's period. A check first, for a clear
+        message; the unique index decides when two runs race.
+        """
+        existing = self.get_delivery(delivery_id)
+        if existing is not None:
+            if existing.state == "failed" and kind == "annual":
+                holder = self.annual_delivery_in_period(nis_code, period)
+                if holder is not None:
+                    raise AlreadyDelivered(holder)
+            return existing
+        if kind == "annual":
+            holder = self.annual_delivery_in_period(nis_code, period)
+            if holder is not None:
+                raise AlreadyDelivered(holder)
+        try:
+            with self._writing() as conn:
+                conn.execute(
+                    self._sql("insert_delivery"),
+                    {
+                        "delivery_id": delivery_id,
+                        "run_id": run_id,
+                        "nis_code": nis_code,
+                        "kind": kind,
+                        "period": period,
+                        "correction_ref": correction_ref,
+                        "reference_date": reference_date,
+                        "planned_at": utcnow(),
+                    },
+                )
+                self._append(
+                    conn,
+                    "delivery_planned",
+                    {"kind": kind, "period": period, "correction_ref": correction_ref},
+                    run_id=run_id,
+                    nis_code=nis_code,
+                    delivery_id=delivery_id,
+                )
+        except IntegrityError:
+            holder = self.annual_delivery_in_period(nis_code, period)
+            if holder is not None and holder.delivery_id != delivery_id:
+                raise AlreadyDelivered(holder) from None
+            raise
+        delivery = self.get_delivery(delivery_id)
+        assert delivery is not None
+        return delivery
+
+    def transition(
+        self, delivery: Delivery, event_type: str, detail: Mapping[str, object] | None = None
+    ) -> Delivery:
+        """Write the changed delivery row and its event in one transaction."""
+        row = asdict(delivery)
+        with self._writing() as conn:
+            conn.execute(self._sql("update_delivery"), row)
+            self._append(
+                conn,
+                event_type,
+                {"state": delivery.state, **(detail or {})},
+                run_id=delivery.run_id,
+                nis_code=delivery.nis_code,
+                delivery_id=delivery.delivery_id,
+            )
+        return delivery
+
+    # --- the chain ----------------------------------------------------------------------------
+
+    def events(self) -> list[dict]:
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(self._sql("all_events")).mappings()]
+
+    def verify(self) -> chain.ChainBreak | None:
+        return chain.verify(self.events(), self._key)

@@ -1,0 +1,95 @@
+"""The Dutch texts municipalities receive: SMS and e-mail receipts (P6, P7, P9, P10).
+
+Templates live in include/templates/ (Jinja2; HTML autoescaped). A message carries file names,
+counts, checksums, fingerprints and dates only, never a name or national number; the passphrase
+appears in its own SMS and nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+
+import jinja2
+
+from kbi import settings
+
+# P7: art. 6 of the protocol: the recipient who is not the intended one deletes the e-mail at once.
+DISCLAIMER = (
+    "Deze e-mail en de bijlagen zijn uitsluitend bestemd voor de geadresseerde. Bent u niet de "
+    "bestemde ontvanger, verwijder deze e-mail dan onmiddellijk en breng de afzender op de hoogte. "
+    "Gebruik, verspreiding of kopie van deze e-mail is niet toegestaan."
+)
+TEMPLATE_DIR = settings.PROJECT_ROOT / "include" / "templates"
+
+
+@dataclass(frozen=True)
+class Mail:
+    subject: str
+    text: str
+    html: str
+
+
+@cache
+def _env(template_dir: Path = TEMPLATE_DIR) -> jinja2.Environment:
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir)),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=jinja2.StrictUndefined,  # a missing value is an error, not an empty string
+        keep_trailing_newline=False,
+    )
+
+
+def _render(name: str, **values: object) -> str:
+    return _env().get_template(name).render(**values).strip()
+
+
+def sms_pubkey(file_name: str, sha256: str, fingerprint: str) -> str:
+    """P6, pubkey mode: what lets the municipality verify the file, by another channel."""
+    return _render("sms/pubkey.txt.j2", file_name=file_name, sha256=sha256, fingerprint=fingerprint)
+
+
+def sms_passphrase(file_name: str, passphrase: str) -> str:
+    """P6, passphrase mode: the key itself, by SMS only."""
+    return _render("sms/passphrase.txt.j2", file_name=file_name, passphrase=passphrase)
+
+
+def receipt(
+    *,
+    municipality: str,
+    reference_date: str,
+    file_name: str,
+    inbox: str,
+    rows: int,
+    sha256: str,
+    mode: str,
+    fingerprint: str | None,
+    delete_by: str,
+    correction_ref: str | None = None,
+    purge_after_days: int = 30,
+) -> Mail:
+    """The e-mail receipt of interfaces.md §3, plain text and simple HTML, with the disclaimer."""
+    s = settings.load()
+    values = {
+        "municipality": municipality,
+        "reference_date": reference_date,
+        "file_name": file_name,
+        "inbox": inbox,
+        "rows": rows,
+        "sha256": sha256,
+        "mode": mode,
+        "fingerprint": fingerprint or "",
+        "delete_by": delete_by,
+        "correction_ref": correction_ref,
+        "purge_after_days": purge_after_days,
+        "retention_years": s.retention_years,
+        "error_report_url": s.error_report_url,
+        "disclaimer": DISCLAIMER,
+    }
+    subject = _render("mail/receipt_subject.txt.j2", **values)
+    return Mail(
+        subject=subject,
+        text=_render("mail/receipt.txt.j2", **values),
+        html=_render("mail/receipt.html.j2", subject=subject, **values),
+    )

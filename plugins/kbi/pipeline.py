@@ -1,0 +1,429 @@
+"""The steps of a distribution run, as plain functions the DAG tasks call in one line each.
+
+Between steps only references travel (paths into the run's private staging directory, NIS codes,
+counts, checksums): never rows, names or numbers (P12). Each step can be repeated: it reads what
+the ledger and the staging area already hold and produces the same result.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from kbi import crypto, reference, registry, selection, source
+from kbi.delivery import Channels, DeliveryMachine, Job
+from kbi.errors import KbiError, scrubbed
+from kbi.ledger import AlreadyDelivered, Ledger
+from kbi.quality import checks
+from kbi.quality.quarantine import Quarantine
+from kbi.settings import Settings
+
+log = logging.getLogger(__name__)
+
+DAG_ANNUAL = "kbi_distribution"
+
+
+class QualityGateFailed(KbiError):
+    """A run-level check stopped the run before anything was encrypted or sent (P11)."""
+
+
+class RunIncomplete(KbiError):
+    """Some municipality's list was not delivered; the summary names it."""
+
+
+class RunRefused(KbiError):
+    """The run's parameters cannot be honoured (unknown municipality, date in the future)."""
+
+
+def safe_name(run_id: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def run_dir(settings: Settings, run_id: str) -> Path:
+    return settings.staging_dir / safe_name(run_id)
+
+
+def reports_dir(settings: Settings, run_id: str) -> Path:
+    return settings.reports_dir / safe_name(run_id)
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _write_json(path: Path, payload: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+# --- 1. plan: who receives in this run ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunParams:
+    run_id: str
+    reference_date: date
+    today: date
+    municipalities: tuple[str, ...] = ()
+    dry_run: bool = False
+
+    @property
+    def period(self) -> str:
+        # P3: one annual list per municipality per calendar year of delivery.
+        return str(self.today.year)
+
+
+def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any]:
+    """Load the registry, decide per municipality (P1, P3, P4, P5), stage the run directory."""
+    if params.reference_date > params.today:
+        raise RunRefused(f"reference_date {params.reference_date} lies after today ({params.today})")
+    known = reference.municipalities()
+    unknown = sorted(set(params.municipalities) - set(known))
+    if unknown:
+        raise RunRefused(f"unknown NIS code(s) requested: {', '.join(unknown)}")
+    reg = registry.load(settings.registry_path)
+    ledger.migrate()
+    if not params.dry_run:
+        ledger.start_run(
+            params.run_id, DAG_ANNUAL, "annual", params.reference_date.isoformat(), False, reg.version
+        )
+    sunset = None
+    if settings.magda_go_live is not None:
+        sunset = settings.magda_go_live.replace(year=settings.magda_go_live.year + 2)
+    requested = set(params.municipalities)
+    directory = _private_dir(run_dir(settings, params.run_id))
+    key_check_dir = directory / "keycheck"
+    decisions: list[dict[str, Any]] = []
+    for nis, muni in sorted(known.items()):
+        recipient = reg.recipients.get(nis)
+        decision: dict[str, Any] = {"nis_code": nis, "name": muni.name, "decision": "deliver"}
+        if requested and nis not in requested:
+            decision |= {"decision": "skipped", "rule": None, "reason": "not requested in this run"}
+        elif recipient is None:
+            rule = "P1" if not muni.is_flemish else "P5"
+            why = "Brussels municipality" if not muni.is_flemish else "no protocol in the recipients registry"
+            decision |= {"decision": "skipped", "rule": rule, "reason": why}
+        elif sunset is not None and params.today >= sunset:
+            decision |= {
+                "decision": "refused",
+                "rule": "P4",
+                "reason": f"MAGDA list service live since {settings.magda_go_live}: no files after {sunset}",
+            }
+        else:
+            ok = registry.eligibility(recipient, params.today)
+            if not ok.eligible:
+                decision |= {"decision": "refused", "rule": ok.rule, "reason": ok.reason}
+            else:
+                holder = ledger.annual_delivery_in_period(nis, params.period)
+                if holder is not None and holder.run_id != params.run_id:
+                    decision |= {"decision": "refused", "rule": "P3", "reason": str(AlreadyDelivered(holder))}
+                elif problem := _key_problem(recipient, reg.directory, params.today, key_check_dir):
+                    decision |= {"decision": "refused", "rule": "P6", "reason": problem}
+        decisions.append(decision)
+        # Municipalities outside the registry are recorded too: the ledger says why each got nothing.
+        if not params.dry_run and not (requested and nis not in requested):
+            ledger.record_decision(
+                params.run_id,
+                nis,
+                muni.name,
+                decision["decision"],
+                decision.get("rule"),
+                decision.get("reason"),
+            )
+    receiving = [
+        {"nis_code": d["nis_code"], "name": d["name"]} for d in decisions if d["decision"] == "deliver"
+    ]
+    log.info(
+        "Run %s: %d municipalities receive, %d refused, %d skipped (registry %s)",
+        params.run_id,
+        len(receiving),
+        sum(d["decision"] == "refused" for d in decisions),
+        sum(d["decision"] == "skipped" for d in decisions),
+        reg.version,
+    )
+    for d in decisions:
+        if d["decision"] == "refused":
+            log.warning("%s %s refused (%s): %s", d["nis_code"], d["name"], d["rule"], d["reason"])
+    return {
+        "run_id": params.run_id,
+        "run_dir": str(directory),
+        "reference_date": params.reference_date.isoformat(),
+        "today": params.today.isoformat(),
+        "period": params.period,
+        "dry_run": params.dry_run,
+        "registry_version": reg.version,
+        "receiving": receiving,
+        "decisions": decisions,
+    }
+
+
+def _key_problem(recipient: registry.Recipient, registry_dir: Path, today: date, home: Path) -> str | None:
+    """P6: a pubkey recipient whose key cannot be used is refused before any data is read."""
+    if recipient.encryption.mode != "pubkey":
+        return None
+    key_path = recipient.key_path(registry_dir)
+    assert key_path is not None and recipient.encryption.fingerprint is not None
+    try:
+        crypto.check_key(crypto.keyring(home), key_path, recipient.encryption.fingerprint, today)
+    except crypto.KeyRefused as exc:
+        return f"{exc.code}: {exc}"
+    finally:
+        crypto.remove_keyring(home)
+    return None
+
+
+# --- 2. extract ---------------------------------------------------------------------------------
+
+
+def extract(engine: Any, plan_: dict[str, Any]) -> dict[str, Any]:
+    path = Path(plan_["run_dir"]) / "extract.parquet"
+    rows = source.extract(engine, path)
+    log.info("Extracted %d rows of target group inburgeraar", rows)
+    return {"path": str(path), "rows": rows}
+
+
+# --- 3. quality ---------------------------------------------------------------------------------
+
+
+def check_quality(
+    quarantine: Quarantine | None,
+    ledger: Ledger,
+    settings: Settings,
+    plan_: dict[str, Any],
+    extracted: dict[str, Any],
+) -> dict[str, Any]:
+    """Blocking checks; failing rows to quarantine; run-level gates stop the run (P11)."""
+    run_id = plan_["run_id"]
+    today = date.fromisoformat(plan_["today"])
+    table = pq.read_table(extracted["path"])
+    result = checks.run(table, today)
+    del table
+    quarantined = result.failed.num_rows
+    if quarantine is not None and not plan_["dry_run"]:
+        quarantine.migrate()
+        quarantine.store(run_id, result.failed, today)
+    passed_path = Path(plan_["run_dir"]) / "checked.parquet"
+    with scrubbed("staging the checked rows"):
+        pq.write_table(result.passed, passed_path)
+    summary = {
+        "rows_checked": result.rows_checked,
+        "rows_passed": result.passed.num_rows,
+        "rows_quarantined": quarantined,
+        "failure_rate": round(result.failure_rate, 6),
+        "failures": result.failures,
+        "warnings": result.warnings,
+        "path": str(passed_path),
+    }
+    report = {k: v for k, v in summary.items() if k != "path"}
+    _write_json(reports_dir(settings, run_id) / "quality.json", {"run_id": run_id, **report})
+    for name, count in result.failures.items():
+        log.warning("Quarantined %d row(s): %s (%s)", count, name, checks.CHECKS[name])
+    gate = None
+    if result.rows_checked == 0:
+        gate = "the extract is empty: refusing to deliver empty lists"
+    elif result.failure_rate > settings.max_blocking_failure_rate:
+        gate = (
+            f"{quarantined} of {result.rows_checked} rows ({result.failure_rate:.2%}) fail a blocking check, "
+            f"above the {settings.max_blocking_failure_rate:.2%} threshold"
+        )
+    if gate:
+        if not plan_["dry_run"]:
+            ledger.finish_run(run_id, "halted", {"reason": gate, **report})
+        raise QualityGateFailed(f"Run stopped before anything was encrypted or sent: {gate}")
+    return summary
+
+
+# --- 4. partition ---------------------------------------------------------------------------------
+
+
+def partition(settings: Settings, plan_: dict[str, Any], checked: dict[str, Any]) -> list[dict[str, Any]]:
+    """Select per municipality (P1) and stage one file per receiving municipality (P2).
+
+    Returns the list the deliver task is mapped over; the row counts per selection outcome go to
+    the run's reports (``selection.json``) for the summary.
+    """
+    receiving = {r["nis_code"]: r["name"] for r in plan_["receiving"]}
+    reference_date = date.fromisoformat(plan_["reference_date"])
+    with scrubbed("selecting and partitioning"):
+        table = pq.read_table(checked["path"])
+        classified = selection.classify(table, reference_date, receiving)
+        counts = selection.outcome_counts(classified)
+        parts = selection.partitions(classified)
+        del table, classified
+        out_dir = _private_dir(Path(plan_["run_dir"]) / "partitions")
+        items = []
+        for nis, name in sorted(receiving.items()):
+            part = parts.get(nis)
+            if part is None:
+                part = selection.empty_partition()
+            path = out_dir / f"{nis}.parquet"
+            pq.write_table(part, path)
+            items.append({"nis_code": nis, "name": name, "rows": part.num_rows, "partition": str(path)})
+    log.info("Selection: %s", json.dumps(counts, sort_keys=True))
+    _write_json(reports_dir(settings, plan_["run_id"]) / "selection.json", counts)
+    return items
+
+
+# --- 5. deliver (one municipality) ----------------------------------------------------------------
+
+
+def deliver(
+    ledger: Ledger,
+    channels: Channels,
+    settings: Settings,
+    plan_: dict[str, Any],
+    item: dict[str, Any],
+    on_secret: Any = None,
+) -> dict[str, Any]:
+    reg = registry.load(settings.registry_path)
+    if reg.version != plan_["registry_version"]:
+        raise RunRefused(
+            f"the recipients registry changed during the run ({plan_['registry_version']} → {reg.version}); "
+            "start a new run so that every municipality is decided on the same registry"
+        )
+    recipient = reg.recipients[item["nis_code"]]
+    directory = Path(plan_["run_dir"])
+    job = Job(
+        run_id=plan_["run_id"],
+        kind="annual",
+        period=plan_["period"],
+        recipient=recipient,
+        registry_dir=reg.directory,
+        reference_date=date.fromisoformat(plan_["reference_date"]),
+        partition_path=Path(item["partition"]),
+        workdir=directory / "work" / item["nis_code"],
+        sftp_staging_dir=settings.sftp_staging_dir,
+        retention_years=settings.retention_years,
+    )
+    today = date.fromisoformat(plan_["today"])
+    machine = DeliveryMachine(ledger, channels, today, **({"on_secret": on_secret} if on_secret else {}))
+    base = {"nis_code": recipient.nis_code, "name": recipient.name, "rows": item["rows"]}
+    if plan_["dry_run"]:
+        return base | machine.rehearse(job)
+    try:
+        d = machine.run(job)
+    except AlreadyDelivered as exc:  # P3, decided by the database when two runs race
+        ledger.record_decision(plan_["run_id"], recipient.nis_code, recipient.name, "refused", "P3", str(exc))
+        log.warning("%s: %s", recipient.label, exc)
+        return base | {"outcome": "refused", "rule": "P3", "reason": str(exc)}
+    except crypto.KeyRefused as exc:  # P6: the key changed state since the plan
+        reason = f"{exc.code}: {exc}"
+        ledger.record_decision(plan_["run_id"], recipient.nis_code, recipient.name, "refused", "P6", reason)
+        raise
+    log.info(
+        "%s: %s %s (%d rows, %s, sha256 %s)",
+        recipient.label,
+        d.state,
+        d.file_name,
+        d.row_count or 0,
+        d.mode,
+        d.sha256,
+    )
+    return base | {
+        "outcome": "delivered",
+        "state": d.state,
+        "file_name": d.file_name,
+        "inbox": d.inbox,
+        "rows": d.row_count,
+        "sha256": d.sha256,
+        "mode": d.mode,
+    }
+
+
+# --- 6. summary and clean-up ----------------------------------------------------------------------
+
+
+def summarise(
+    ledger: Ledger,
+    settings: Settings,
+    plan_: dict[str, Any],
+    checked: dict[str, Any] | None,
+    results: list[dict[str, Any]] | None,
+) -> dict[str, Any]:
+    """The run summary (counts and reasons, no personal data), to the ledger and the reports."""
+    run_id = plan_["run_id"]
+    selection_file = reports_dir(settings, run_id) / "selection.json"
+    selected = json.loads(selection_file.read_text()) if selection_file.exists() else {}
+    results = [r for r in (results or []) if r]
+    decisions = plan_["decisions"]
+    if not plan_["dry_run"]:
+        # The ledger also knows the refusals decided while delivering (a race for P3, a key).
+        recorded = {d["nis_code"]: d for d in ledger.decisions(run_id)}
+        decisions = [
+            d | {k: recorded[d["nis_code"]][k] for k in ("decision", "rule", "reason")}
+            if d["nis_code"] in recorded
+            else d
+            for d in decisions
+        ]
+    outcomes = Counter(r.get("outcome", "unknown") for r in results)
+    delivered_nis = {r["nis_code"] for r in results if r.get("outcome") == "delivered"}
+    refused_nis = {d["nis_code"] for d in decisions if d["decision"] == "refused"}
+    expected = {r["nis_code"] for r in plan_["receiving"]}
+    done = delivered_nis | {r["nis_code"] for r in results if r.get("outcome") == "dry_run"}
+    failed = sorted(expected - done - refused_nis)
+    summary = {
+        "run_id": run_id,
+        "reference_date": plan_["reference_date"],
+        "dry_run": plan_["dry_run"],
+        "registry_version": plan_["registry_version"],
+        "municipalities": {
+            "delivered": len(delivered_nis),
+            "dry_run_ok": outcomes.get("dry_run", 0),
+            "refused": len(refused_nis),
+            "skipped": sum(d["decision"] == "skipped" for d in decisions),
+            "failed": len(failed),
+        },
+        "refusals": [
+            {k: d.get(k) for k in ("nis_code", "name", "rule", "reason")}
+            for d in decisions
+            if d["decision"] == "refused"
+        ],
+        "skipped_reasons": dict(Counter(d["reason"] for d in decisions if d["decision"] == "skipped")),
+        "failed": failed,
+        "rows": {
+            "extracted": (checked or {}).get("rows_checked", 0),
+            "quarantined": (checked or {}).get("rows_quarantined", 0),
+            "quarantined_by_check": (checked or {}).get("failures", {}),
+            "warnings": (checked or {}).get("warnings", {}),
+            "selection": selected,
+            "delivered": sum(r.get("rows") or 0 for r in results if r.get("outcome") == "delivered"),
+        },
+        "deliveries": [
+            {k: r.get(k) for k in ("nis_code", "name", "file_name", "rows", "mode", "sha256", "state")}
+            for r in results
+            if r.get("outcome") in ("delivered", "dry_run")
+        ],
+    }
+    _write_json(reports_dir(settings, run_id) / "summary.json", summary)
+    if not plan_["dry_run"]:
+        state = "failed" if failed else "success"
+        ledger.finish_run(run_id, state, {k: summary[k] for k in ("municipalities", "rows")})
+    if failed:
+        # The summary is written; now make the run red so nobody mistakes it for a complete one.
+        raise RunIncomplete(
+            f"{len(failed)} municipality(ies) not delivered: {', '.join(failed)}; see their tasks"
+        )
+    return summary
+
+
+def cleanup(settings: Settings, run_id: str) -> bool:
+    """Remove the run's private staging area (plaintext extract, partitions, ciphertexts)."""
+    directory = run_dir(settings, run_id)
+    if not directory.exists():
+        return False
+    shutil.rmtree(directory)
+    return True

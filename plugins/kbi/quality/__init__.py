@@ -1,0 +1,1 @@
+"""Data quality before anything leaves the agency (P11): blocking checks, quarantine, reports."""

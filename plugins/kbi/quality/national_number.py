@@ -1,0 +1,89 @@
+"""Belgian national numbers (rijksregisternummer) and BIS numbers, checked for a whole column at once.
+
+The rules are those of ``stdnum.be.nn`` / ``stdnum.be.bis`` (python-stdnum), vectorised with numpy
+so that a million numbers take a fraction of a second instead of seconds; the unit tests hold the
+two implementations to the same answers. Unlike stdnum, an impossible birth date (31 February,
+month 13) is an error here: it cannot be a real number (stdnum reads such a day as "unknown").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+_DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
+_FICTITIOUS_UNKNOWN = (b"000001", b"002001", b"004001")  # birth date wholly unknown
+
+
+@dataclass(frozen=True)
+class Verdicts:
+    """One boolean array per problem, aligned with the input column; True means 'has it'."""
+
+    bad_format: np.ndarray
+    bad_checksum: np.ndarray
+    bad_birth_date: np.ndarray
+    is_bis: np.ndarray
+
+
+def _digits(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 11) digit matrix and the mask of well-formed (exactly 11 ASCII digits) entries."""
+    well_formed = pc.fill_null(pc.match_substring_regex(values, r"^[0-9]{11}$"), False)
+    well = np.asarray(well_formed.to_numpy(zero_copy_only=False), dtype=bool)
+    filled = pc.if_else(well_formed, values, "00000000000").cast(pa.binary(11)) if len(values) else values
+    if len(values) == 0:
+        return np.zeros((0, 11), dtype=np.int64), well
+    raw = np.frombuffer(filled.buffers()[1], dtype=np.uint8)[
+        filled.offset * 11 : (filled.offset + len(filled)) * 11
+    ]
+    return (raw.reshape(-1, 11).astype(np.int64) - 48), well
+
+
+def check(values: pa.Array | pa.ChunkedArray, today: date) -> Verdicts:
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    digits, well = _digits(values)
+    n = len(values)
+    if n == 0:
+        empty = np.zeros(0, dtype=bool)
+        return Verdicts(empty, empty, empty, empty)
+    weights = 10 ** np.arange(8, -1, -1, dtype=np.int64)
+    first9 = digits[:, :9] @ weights
+    check_digits = digits[:, 9] * 10 + digits[:, 10]
+    yy = digits[:, 0] * 10 + digits[:, 1]
+    old_ok = (97 - first9 % 97) == check_digits
+    # Born in 2000 or later: a 2 is put in front before taking the remainder (only possible for
+    # years that have started).
+    new_possible = yy + 2000 <= today.year
+    new_ok = new_possible & ((97 - (2_000_000_000 + first9) % 97) == check_digits)
+    checksum_ok = (old_ok | new_ok) & well
+
+    mm_raw = digits[:, 2] * 10 + digits[:, 3]
+    dd = digits[:, 4] * 10 + digits[:, 5]
+    is_bis = well & (mm_raw >= 20)
+    mm = mm_raw % 20
+    year = np.where(new_ok, 2000, 1900) + yy
+    bad_month = (mm > 12) | (mm_raw > 52)
+    # Days in month (month 0 = unknown month, day 0 = unknown day: both allowed by the register).
+    valid_month = (mm >= 1) & (mm <= 12)
+    leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
+    dim = _DAYS_IN_MONTH[np.clip(mm, 0, 12)] + (leap & (mm == 2))
+    bad_day = valid_month & (dd > dim)
+    born = np.where(valid_month & (dd >= 1), year * 10000 + mm * 100 + dd, year * 10000 + 101)
+    future = born > today.year * 10000 + today.month * 100 + today.day
+    fictitious = np.zeros(n, dtype=bool)
+    prefixes = pc.utf8_slice_codeunits(values, 0, 6)
+    for p in _FICTITIOUS_UNKNOWN:
+        fictitious |= np.asarray(
+            pc.fill_null(pc.equal(prefixes, p.decode()), False).to_numpy(zero_copy_only=False)
+        )
+    bad_birth = checksum_ok & ~fictitious & (bad_month | bad_day | future)
+    return Verdicts(
+        bad_format=~well,
+        bad_checksum=well & ~checksum_ok,
+        bad_birth_date=bad_birth,
+        is_bis=is_bis,
+    )

@@ -1,0 +1,167 @@
+"""Read the KBI view through ``kbi_source`` into one normalised Arrow table (staged as Parquet).
+
+The view's types differ per database (SQLite has text dates and 0/1 booleans, PostgreSQL real
+types), so every column is first read as text and then normalised here, once. A value that
+cannot be parsed becomes NULL and its column is named in ``unparsed``: the quality checks
+quarantine such rows (P11) instead of letting a garbage date read as "no contract".
+
+Errors raised here never carry a value from the data (P12): conversions are wrapped.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+from sqlalchemy.engine import Connection, Engine
+
+from kbi import sqlfiles
+from kbi.errors import scrubbed
+
+# Source column → normalised column.
+COLUMNS = {
+    "insz": "insz",
+    "doelgroep": "doelgroep",
+    "familienaam": "familienaam",
+    "voornamen": "voornamen",
+    "nis_code_hoofdverblijf": "nis_code",
+    "ingeschreven_rijksregister": "ingeschreven",
+    "contract_ondertekend_op": "contract_op",
+    "attest_behaald_op": "attest_op",
+    "overleden_op": "overleden_op",
+}
+DATE_COLUMNS = ("contract_op", "attest_op", "overleden_op")
+EXTRACT_SCHEMA = pa.schema(
+    [
+        ("insz", pa.string()),
+        ("doelgroep", pa.string()),
+        ("familienaam", pa.string()),
+        ("voornamen", pa.string()),
+        ("nis_code", pa.string()),
+        ("ingeschreven", pa.bool_()),
+        ("contract_op", pa.date32()),
+        ("attest_op", pa.date32()),
+        ("overleden_op", pa.date32()),
+        ("unparsed", pa.string()),  # comma-separated names of columns that did not parse
+    ]
+)
+_TRUE = pa.array(["1", "t", "true", "y", "yes"])
+_FALSE = pa.array(["0", "f", "false", "n", "no"])
+_BATCH = 50_000
+
+
+def _text(value: object) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return str(value)
+
+
+def _read_generic(conn: Connection, sql: str) -> pa.Table:
+    """Any SQLAlchemy database: fetch in batches, every value as text."""
+    names = list(COLUMNS)
+    batches: list[pa.RecordBatch] = []
+    result = conn.exec_driver_sql(sql)
+    while rows := result.fetchmany(_BATCH):
+        cols = list(zip(*rows, strict=True))
+        arrays = [pa.array([_text(v) for v in col], pa.string()) for col in cols]
+        batches.append(pa.RecordBatch.from_arrays(arrays, names=names))
+    if not batches:
+        return pa.table({n: pa.array([], pa.string()) for n in names})
+    return pa.Table.from_batches(batches)
+
+
+def _read_postgres(conn: Connection, sql: str) -> pa.Table:
+    """PostgreSQL: COPY … TO STDOUT as CSV straight into Arrow's CSV reader (the fast path)."""
+    copy_sql = f"COPY ({sql}) TO STDOUT WITH (FORMAT csv, HEADER true)"
+    buf = io.BytesIO()
+    driver = conn.connection.driver_connection
+    with driver.cursor() as cur:
+        if hasattr(cur, "copy"):  # psycopg 3
+            with cur.copy(copy_sql) as copy:
+                for block in copy:
+                    buf.write(block)
+        else:  # psycopg2
+            cur.copy_expert(copy_sql, buf)
+    buf.seek(0)
+    names = list(COLUMNS)
+    return pacsv.read_csv(
+        buf,
+        read_options=pacsv.ReadOptions(column_names=names, skip_rows=1),
+        convert_options=pacsv.ConvertOptions(
+            column_types={n: pa.string() for n in names},
+            strings_can_be_null=True,  # unquoted empty field = NULL ...
+            quoted_strings_can_be_null=False,  # ... "" = empty string
+            null_values=[""],
+        ),
+    )
+
+
+def _normalise_bool(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    lowered = pc.utf8_lower(pc.utf8_trim_whitespace(col))
+    value = pc.if_else(pc.is_in(lowered, value_set=_TRUE), True, None)
+    value = pc.if_else(pc.is_in(lowered, value_set=_FALSE), False, value)
+    bad = pc.and_(pc.is_valid(col), pc.is_null(value))
+    return value.cast(pa.bool_()), bad
+
+
+def _normalise_date(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
+    head = pc.utf8_slice_codeunits(col, 0, 10)  # a timestamp's date part, or the date itself
+    parsed = pc.strptime(head, format="%Y-%m-%d", unit="s", error_is_null=True)
+    value = parsed.cast(pa.date32())
+    bad = pc.and_(pc.is_valid(col), pc.is_null(value))
+    return value, bad
+
+
+def normalise(raw: pa.Table) -> pa.Table:
+    """Text columns in, typed columns out (EXTRACT_SCHEMA)."""
+    with scrubbed("normalising the extract"):
+        out: dict[str, pa.ChunkedArray | pa.Array] = {}
+        unparsed_parts: list[tuple[str, pa.ChunkedArray]] = []
+        for src, dst in COLUMNS.items():
+            col = raw[src]
+            if dst == "ingeschreven":
+                out[dst], bad = _normalise_bool(col)
+                unparsed_parts.append((dst, bad))
+            elif dst in DATE_COLUMNS:
+                out[dst], bad = _normalise_date(col)
+                unparsed_parts.append((dst, bad))
+            else:
+                out[dst] = col
+        unparsed = pa.array([None] * raw.num_rows, pa.string())
+        for name, bad in unparsed_parts:
+            tagged = pc.if_else(bad, name, None)
+            unparsed = pc.coalesce(
+                pc.if_else(
+                    pc.and_(pc.is_valid(unparsed), pc.is_valid(tagged)),
+                    pc.binary_join_element_wise(unparsed, tagged, ","),
+                    None,
+                ),
+                unparsed,
+                tagged,
+            )
+        out["unparsed"] = unparsed
+        return pa.table(out, schema=EXTRACT_SCHEMA)
+
+
+def extract(engine: Engine, out_path: Path) -> int:
+    """Run the extract SQL through ``engine`` and stage it as Parquet; returns the row count."""
+    dialect = engine.dialect.name
+    sql = sqlfiles.load("source/extract_inburgeraars", dialect).strip().rstrip(";")
+    reader = _read_postgres if dialect == "postgresql" else _read_generic
+    # Connecting is outside the scrub: its errors (server down, bad credentials) hold no data
+    # and the data engineer needs them whole.
+    with engine.connect() as conn, scrubbed("reading the KBI view"):  # driver errors may quote data
+        raw = reader(conn, sql)
+    table = normalise(raw)
+    tmp = out_path.with_suffix(".tmp")
+    pq.write_table(table, tmp)
+    tmp.replace(out_path)  # a half-written extract is never seen by the next task
+    return table.num_rows

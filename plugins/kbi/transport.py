@@ -1,0 +1,147 @@
+"""SFTP to the transfer server: temporary name, verify, atomic rename, verify again (P8, P12, P13).
+
+Works on a connected ``paramiko.SFTPClient``; ``kbi.airflow_glue`` opens it through Airflow's SFTP
+hook with a pinned host key. A municipality never sees a partial file: the upload goes to a dot
+name ending in ``.part`` (or to an agency-only staging directory on the same filesystem), its
+size and SHA-256 are checked by reading it back through the same connection, and only then is it
+renamed (``posix-rename``, atomic) to the final name and checked once more.
+
+Paramiko may swallow a write error of a pipelined upload (a full disk), so a size check before
+the rename is not optional: ``putfo(confirm=True)`` plus the read-back digest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import posixpath
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+import paramiko
+
+from kbi.errors import KbiError
+
+_CHUNK = 1 << 20
+_NETWORK_ERRORS = (OSError, EOFError, paramiko.SSHException)
+
+
+class TransportError(KbiError):
+    """Talking to the transfer server failed; the message names the path and the cause."""
+
+
+class UnknownFileInInbox(TransportError):
+    """The final name is taken by a file this delivery did not upload: never overwrite it."""
+
+
+@dataclass(frozen=True)
+class Digest:
+    size: int
+    sha256: str
+
+
+def local_digest(path: Path) -> Digest:
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+            size += len(chunk)
+    return Digest(size, h.hexdigest())
+
+
+def remote_digest(sftp: paramiko.SFTPClient, path: str) -> Digest | None:
+    """Size and SHA-256 of a remote file by reading it back (the server has no hash extension)."""
+    try:
+        attrs = sftp.stat(path)
+    except FileNotFoundError:
+        return None
+    h = hashlib.sha256()
+    with sftp.open(path, "rb") as fh:
+        fh.prefetch(attrs.st_size)
+        while chunk := fh.read(_CHUNK):
+            h.update(chunk)
+    return Digest(int(attrs.st_size or 0), h.hexdigest())
+
+
+def temp_path(final: str, staging_dir: str | None = None) -> str:
+    folder = staging_dir or posixpath.dirname(final)
+    return posixpath.join(folder, f".{posixpath.basename(final)}.part")
+
+
+def describe(exc: BaseException) -> str:
+    """A short, data-free description of a transport failure for logs and the ledger."""
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    if isinstance(exc, FileNotFoundError):
+        return "no such file or directory"
+    if isinstance(exc, EOFError | paramiko.SSHException | ConnectionError | TimeoutError):
+        return f"connection lost or refused ({type(exc).__name__}: {exc})".replace(" ()", "")
+    if isinstance(exc, OSError):
+        text = str(exc) or type(exc).__name__
+        if "size mismatch" in text or "No space" in text or text == "Failure":
+            return f"incomplete write, the server's disk may be full ({text})"
+        return text
+    return f"{type(exc).__name__}: {exc}"
+
+
+def check_inbox(sftp: paramiko.SFTPClient, inbox: str) -> None:
+    try:
+        attrs = sftp.stat(inbox)
+    except OSError as exc:
+        raise TransportError(f"inbox {inbox}: {describe(exc)}") from None
+    if not stat.S_ISDIR(attrs.st_mode or 0):
+        raise TransportError(f"inbox {inbox} is not a directory")
+
+
+def remove_if_present(sftp: paramiko.SFTPClient, path: str) -> bool:
+    try:
+        sftp.remove(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def upload_temp(sftp: paramiko.SFTPClient, local: Path, temp: str, expected: Digest) -> None:
+    """Upload to the temporary name and prove it arrived whole, or leave nothing behind."""
+    try:
+        remove_if_present(sftp, temp)  # a stale part of an interrupted attempt
+        with local.open("rb") as fh:
+            sftp.putfo(fh, temp, file_size=expected.size, confirm=True)
+        arrived = remote_digest(sftp, temp)
+    except _NETWORK_ERRORS as exc:
+        _try_remove(sftp, temp)
+        raise TransportError(f"upload of {posixpath.basename(temp)} failed: {describe(exc)}") from None
+    if arrived != expected:
+        _try_remove(sftp, temp)
+        raise TransportError(
+            f"upload of {posixpath.basename(temp)} arrived as {arrived} instead of {expected}; removed"
+        )
+
+
+def _try_remove(sftp: paramiko.SFTPClient, path: str) -> None:
+    # Best effort on an already failing connection; the next attempt removes a stale part first.
+    with contextlib.suppress(Exception):
+        remove_if_present(sftp, path)
+
+
+def promote(sftp: paramiko.SFTPClient, temp: str, final: str, expected: Digest) -> None:
+    """Rename the verified temporary file to its final name, then verify the final file."""
+    try:
+        current = remote_digest(sftp, final)
+        if current is not None and current != expected:
+            raise UnknownFileInInbox(
+                f"{final} already exists and is not the file this delivery uploaded; not overwritten"
+            )
+        if current is None:
+            sftp.posix_rename(temp, final)
+        else:
+            remove_if_present(sftp, temp)  # published by an earlier attempt already
+        arrived = remote_digest(sftp, final)
+    except KbiError:
+        raise
+    except _NETWORK_ERRORS as exc:
+        raise TransportError(f"publishing {final} failed: {describe(exc)}") from None
+    if arrived != expected:
+        raise TransportError(f"{final} reads back as {arrived}, expected {expected}")
