@@ -9,8 +9,6 @@ lock upgrade (the SQLAlchemy documentation's pysqlite recipe).
 
 from __future__ import annotations
 
-from functools import cache
-
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -33,12 +31,24 @@ def _sqlite_begin(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-@cache
+_ENGINES: dict[tuple[str, bool], Engine] = {}
+
+
 def engine(url: str, writer: bool = True) -> Engine:
     """One engine per URL and process (engines pool connections; creating them is not free)."""
-    eng = sa.create_engine(url, pool_pre_ping=True)
-    if eng.dialect.name == "sqlite":
-        sa.event.listen(eng, "connect", _sqlite_connect(writer))
-        if writer:
-            sa.event.listen(eng, "begin", _sqlite_begin)
-    return eng
+    key = (url, writer)
+    if key not in _ENGINES:
+        eng = sa.create_engine(url, pool_pre_ping=True)
+        if eng.dialect.name == "sqlite":
+            sa.event.listen(eng, "connect", _sqlite_connect(writer))
+            if writer:
+                sa.event.listen(eng, "begin", _sqlite_begin)
+        _ENGINES[key] = eng
+    return _ENGINES[key]
+
+
+def dispose_all() -> None:
+    """Close every pooled connection (tests dropping a database; a process about to fork)."""
+    for eng in _ENGINES.values():
+        eng.dispose()
+    _ENGINES.clear()

@@ -1010,8 +1010,10 @@ def _raw_postgres(url: str) -> PgConnection:
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
-    # A private, unpooled connection: its search_path and transaction affect nothing else.
-    return sa.create_engine(url, poolclass=NullPool).raw_connection()
+    # A private, unpooled connection: its search_path and transaction affect nothing else. The
+    # loader speaks psycopg2 (sql.Identifier, copy_expert) whatever driver the URL names.
+    psycopg2_url = sa.engine.make_url(url).set(drivername="postgresql+psycopg2")
+    return sa.create_engine(psycopg2_url, poolclass=NullPool).raw_connection()
 
 
 def write_postgres(table: pa.Table, url: str, schema: str = "public") -> int:
