@@ -452,6 +452,7 @@ class SftpEnv:
     client_key_files: dict[str, Path]
     created_users: list[str]
     created_groups: list[str]
+    setup_args: list[str] = field(default_factory=list)
     _sshd: Sshd | None = None
 
     @property
@@ -491,19 +492,8 @@ class SftpEnv:
             self.client_key_files[user] = private
             self.client_keys[user] = paramiko.Ed25519Key.from_private_key_file(str(private))
             key_args += ["--key", f"{user}={private}.pub"]
-        run(
-            [
-                "bash",
-                str(SETUP_SCRIPT),
-                "--root",
-                str(self.root),
-                "--keys-dir",
-                str(self.keys_dir),
-                "--staging",
-                *key_args,
-                *MUNICIPALITIES,
-            ]
-        )
+        self.setup_args = [*key_args, *MUNICIPALITIES]
+        run(self.setup_command(*self.setup_args))
         run_dir = self.base / "run"
         run_dir.mkdir(mode=0o700)  # host key 0600 in a 0700 dir, or sshd refuses to load it
         host_key = run_dir / "ssh_host_ed25519_key"
@@ -528,6 +518,10 @@ class SftpEnv:
             host_key=host_key_from_pub(Path(f"{host_key}.pub").read_text()),
         )
         self._sshd.start()
+
+    def setup_command(self, *args: str) -> list[str]:
+        """deploy/sftp/setup-sftp-accounts.sh on this environment's root and keys dir."""
+        return ["bash", str(SETUP_SCRIPT), "--root", str(self.root), "--keys-dir", str(self.keys_dir), "--staging", *args]
 
     def destroy(self) -> None:
         """Undo everything, continuing past failures; raise the first one at the end."""

@@ -208,7 +208,7 @@ def test_future_birth_date_is_caught() -> None:
 
 @pytest.mark.xfail(
     strict=True,
-    reason="BUG: national_number.py:77 takes 1 January as the birth date when only the day is "
+    reason="BUG: national_number.py:75 takes 1 January as the birth date when only the day is "
     "unknown (dd=00), so a birth month later this year is not seen as a future birth date",
 )
 def test_unknown_day_in_a_future_month_is_a_future_birth_date() -> None:
