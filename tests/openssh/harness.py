@@ -171,8 +171,12 @@ class Sshd:
         """``sshd -T`` for a user: the settings after the Match blocks, lower-case keywords."""
         spec = f"user={user},host=localhost,addr={HOST},laddr={HOST},lport={self.port}"
         out = run([str(SSHD), "-T", "-f", str(self.config), "-C", spec]).stdout
-        pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
-        return {k: v for k, v in pairs}
+        settings: dict[str, str] = {}
+        for line in out.splitlines():
+            key, _, value = line.partition(" ")
+            # list keywords (allowgroups, ...) come one value per line
+            settings[key] = f"{settings[key]} {value}" if key in settings else value
+        return settings
 
     def start(self, timeout: float = 10.0) -> None:
         os.makedirs("/run/sshd", mode=0o755, exist_ok=True)  # privilege separation dir

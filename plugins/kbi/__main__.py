@@ -1,0 +1,5 @@
+import sys
+
+from kbi.cli import main
+
+sys.exit(main())
