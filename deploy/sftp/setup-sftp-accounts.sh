@@ -216,6 +216,14 @@ done
 if ((staging)); then
   # Same filesystem as the inboxes, so posix-rename into an inbox is atomic.
   ensure_dir "$root_dir/.staging" "$AGENCY_USER" "$AGENCY_GROUP" 700
+  if ((!dry_run)); then
+    staging_dev=$(stat -c %d "$root_dir/.staging")
+    for code in "${codes[@]}"; do
+      [[ $(stat -c %d "$root_dir/m$code/inbox") == "$staging_dev" ]] && continue
+      printf 'setup-sftp-accounts: warning: %s is on another filesystem than %s: a rename from staging fails there (EXDEV); leave KBI_SFTP_STAGING_DIR unset\n' \
+        "$root_dir/m$code/inbox" "$root_dir/.staging" >&2
+    done
+  fi
 fi
 
 ensure_dir "$keys_dir" root root 755

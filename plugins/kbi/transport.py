@@ -70,20 +70,45 @@ def temp_path(final: str, staging_dir: str | None = None) -> str:
     return posixpath.join(folder, f".{posixpath.basename(final)}.part")
 
 
-def describe(exc: BaseException) -> str:
-    """A short, data-free description of a transport failure for logs and the ledger."""
+_LOST_MESSAGES = ("Socket is closed", "Server connection dropped", "Connection reset", "Broken pipe")
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether the connection itself is gone (so nothing more can be done on it)."""
+    if isinstance(exc, EOFError | ConnectionError | TimeoutError | paramiko.SSHException):
+        return True
+    return isinstance(exc, OSError) and any(m in str(exc) for m in _LOST_MESSAGES)
+
+
+def describe(exc: BaseException, operation: str = "write") -> str:
+    """A short, data-free description of a transport failure for logs and the ledger.
+
+    ``operation`` says what was being done: SFTP v3 answers most refusals with the one generic
+    status "Failure", whose likely cause depends on it (a full disk for a write, a move across
+    filesystems for a rename).
+    """
+    text = str(exc).strip()
+    detail = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    if isinstance(exc, paramiko.BadHostKeyException):
+        return "the server's host key does not match the pinned key; nothing was sent (P12)"
     if isinstance(exc, PermissionError):
         return "permission denied"
     if isinstance(exc, FileNotFoundError):
         return "no such file or directory"
-    if isinstance(exc, EOFError | paramiko.SSHException | ConnectionError | TimeoutError):
-        return f"connection lost or refused ({type(exc).__name__}: {exc})".replace(" ()", "")
+    if connection_lost(exc):
+        return f"connection lost or refused ({detail})"
     if isinstance(exc, OSError):
-        text = str(exc) or type(exc).__name__
-        if "size mismatch" in text or "No space" in text or text == "Failure":
+        if "size mismatch" in text or "No space" in text:
             return f"incomplete write, the server's disk may be full ({text})"
-        return text
-    return f"{type(exc).__name__}: {exc}"
+        if text == "Failure":
+            if operation == "rename":
+                return (
+                    "the server refused the rename (SFTP 'Failure'; are the temporary and the final "
+                    "name on different filesystems?)"
+                )
+            return f"incomplete write, the server's disk may be full ({text})"
+        return text or type(exc).__name__
+    return detail
 
 
 def check_inbox(sftp: paramiko.SFTPClient, inbox: str) -> None:
@@ -111,8 +136,13 @@ def upload_temp(sftp: paramiko.SFTPClient, local: Path, temp: str, expected: Dig
             sftp.putfo(fh, temp, file_size=expected.size, confirm=True)
         arrived = remote_digest(sftp, temp)
     except _NETWORK_ERRORS as exc:
-        _try_remove(sftp, temp)
-        raise TransportError(f"upload of {posixpath.basename(temp)} failed: {describe(exc)}") from None
+        if not connection_lost(exc):  # on a dead connection the next attempt removes it first
+            _try_remove(sftp, temp)
+        failure = describe(exc)
+    else:
+        failure = None
+    if failure:
+        raise TransportError(f"upload of {posixpath.basename(temp)} failed: {failure}")
     if arrived != expected:
         _try_remove(sftp, temp)
         raise TransportError(
@@ -127,21 +157,34 @@ def _try_remove(sftp: paramiko.SFTPClient, path: str) -> None:
 
 
 def promote(sftp: paramiko.SFTPClient, temp: str, final: str, expected: Digest) -> None:
-    """Rename the verified temporary file to its final name, then verify the final file."""
+    """Rename the verified temporary file to its final name, then verify the final file.
+
+    The rename is SFTP's plain one, which refuses to replace an existing file (unlike
+    posix-rename): a file that appeared under the final name in the meantime is never overwritten.
+    """
+    failure: str | None = None
     try:
         current = remote_digest(sftp, final)
-        if current is not None and current != expected:
-            raise UnknownFileInInbox(
-                f"{final} already exists and is not the file this delivery uploaded; not overwritten"
-            )
         if current is None:
-            sftp.posix_rename(temp, final)
-        else:
+            try:
+                sftp.rename(temp, final)
+            except OSError:
+                current = remote_digest(sftp, final)  # someone was faster, or an earlier attempt
+                if current is None:
+                    raise
+        if current is not None:
+            if current != expected:
+                _try_remove(sftp, temp)
+                raise UnknownFileInInbox(
+                    f"{final} already exists and is not the file this delivery uploaded; not overwritten"
+                )
             remove_if_present(sftp, temp)  # published by an earlier attempt already
         arrived = remote_digest(sftp, final)
     except KbiError:
         raise
     except _NETWORK_ERRORS as exc:
-        raise TransportError(f"publishing {final} failed: {describe(exc)}") from None
+        failure = f"publishing {final} failed: {describe(exc, 'rename')}"
+    if failure:
+        raise TransportError(failure)
     if arrived != expected:
         raise TransportError(f"{final} reads back as {arrived}, expected {expected}")

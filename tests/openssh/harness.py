@@ -20,9 +20,11 @@ import os
 import pwd
 import re
 import secrets
+import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
@@ -334,7 +336,8 @@ class FaultProxy:
         with self._lock:
             for s in self._sockets:
                 with contextlib.suppress(OSError):
-                    s.close()
+                    s.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in sendall()
+                s.close()
         self._listener.close()
         for t in self._threads:
             t.join(5)
@@ -357,7 +360,9 @@ class FaultProxy:
                 return
             upstream = socket.create_connection((HOST, self.target_port), timeout=TIMEOUT)
             for s in (client, upstream):
-                s.settimeout(0.1)
+                # blocking: a send timeout would silently end forwarding under back-pressure;
+                # _pump polls with select() so it still notices when to stop
+                s.settimeout(None)
             with self._lock:
                 self._sockets += [client, upstream]
             self._spawn(self._pump, client, upstream, True)
@@ -367,7 +372,7 @@ class FaultProxy:
         for s in socks:
             with contextlib.suppress(OSError):
                 # linger 0: close() sends RST, as a middlebox or crashed peer would
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 s.close()
 
     def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool) -> None:
@@ -379,10 +384,10 @@ class FaultProxy:
                 self._closing.wait(0.1)  # stalled: hold the sockets, move nothing
                 continue
             try:
+                if not select.select([src], [], [], 0.1)[0]:
+                    continue
                 data = src.recv(65536)
-            except TimeoutError:
-                continue
-            except OSError:
+            except (OSError, ValueError):  # closed by the other pump or by __exit__
                 return
             if not data:
                 with contextlib.suppress(OSError):
@@ -525,7 +530,16 @@ class SftpEnv:
 
     def setup_command(self, *args: str) -> list[str]:
         """deploy/sftp/setup-sftp-accounts.sh on this environment's root and keys dir."""
-        return ["bash", str(SETUP_SCRIPT), "--root", str(self.root), "--keys-dir", str(self.keys_dir), "--staging", *args]
+        return [
+            "bash",
+            str(SETUP_SCRIPT),
+            "--root",
+            str(self.root),
+            "--keys-dir",
+            str(self.keys_dir),
+            "--staging",
+            *args,
+        ]
 
     def destroy(self) -> None:
         """Undo everything, continuing past failures; raise the first one at the end."""
@@ -594,8 +608,8 @@ class SftpEnv:
             inbox = self.inbox(nis)
             inbox.mkdir(mode=0o2770, exist_ok=True)
             os.chown(inbox, pwd.getpwnam(account(nis)).pw_uid, agency_gid)
-            os.chmod(inbox, 0o2770)
-            os.chmod(self.chroot(nis), 0o755)
+            inbox.chmod(0o2770)  # a test may have changed it
+            self.chroot(nis).chmod(0o755)
             _empty(inbox)
         _empty(self.staging)
         for extra in set(os.listdir(self.keys_dir)) - set(ACCOUNTS):

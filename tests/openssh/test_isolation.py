@@ -27,6 +27,7 @@ from .harness import (
     AGENCY,
     MUNICIPALITIES,
     SETUP_SCRIPT,
+    SSHD_CONFIG,
     TIMEOUT,
     SftpEnv,
     account,
@@ -75,6 +76,17 @@ def test_setup_builds_the_documented_layout(sftp_env: SftpEnv) -> None:
         assert shadow[1] == "*", user
 
 
+def test_shipped_config_passes_sshd_check_as_is() -> None:
+    # the file operators install, with its production paths (needs the package's host key)
+    if not Path("/etc/ssh/ssh_host_ed25519_key").exists():
+        pytest.skip("no /etc/ssh/ssh_host_ed25519_key (openssh-server generates it on install)")
+    proc = subprocess.run(
+        ["/usr/sbin/sshd", "-t", "-f", str(SSHD_CONFIG)], capture_output=True, text=True, check=False
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""
+
+
 def test_setup_script_is_idempotent(sftp_env: SftpEnv) -> None:
     def snapshot() -> list[tuple[str, tuple[str, str, str]]]:
         paths = [sftp_env.root, *sftp_env.root.rglob("*"), sftp_env.keys_dir, *sftp_env.keys_dir.iterdir()]
@@ -84,6 +96,24 @@ def test_setup_script_is_idempotent(sftp_env: SftpEnv) -> None:
     out = run(sftp_env.setup_command(*sftp_env.setup_args)).stdout
     assert out.strip() == "setup-sftp-accounts: nothing to change"
     assert snapshot() == before
+
+
+def test_key_rotation_replaces_the_old_key(sftp_env: SftpEnv, tmp_path: Path) -> None:
+    user = account("71016")
+    old_key = sftp_env.client_keys[user]
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "new")])
+    new_key = paramiko.Ed25519Key.from_private_key_file(str(tmp_path / "new"))
+    try:
+        out = run(sftp_env.setup_command("--key", f"{user}={tmp_path / 'new.pub'}", "71016")).stdout
+        assert f"run: mv -f {sftp_env.keys_dir / user}.new {sftp_env.keys_dir / user}" in out
+        assert _mode(sftp_env.keys_dir / user) == ("root", "root", "644")
+        with pytest.raises(paramiko.AuthenticationException):
+            sftp_env.client(user, pkey=old_key)
+        with open_sftp(sftp_env.client(user, pkey=new_key)) as sftp:
+            assert sftp.listdir("/") == ["inbox"]
+    finally:  # the other tests log in with the original key
+        run(sftp_env.setup_command(*sftp_env.setup_args))
+    sftp_env.client(user, pkey=old_key).close()
 
 
 def test_setup_script_dry_run_changes_nothing(sftp_env: SftpEnv, tmp_path: Path) -> None:
@@ -122,6 +152,15 @@ def test_setup_script_refuses_a_root_under_tmp(sftp_env: SftpEnv, tmp_path: Path
     assert not target.exists()
     with pytest.raises(KeyError):
         pwd.getpwnam("m23002")
+
+
+def test_setup_script_warns_when_an_inbox_is_on_another_filesystem(
+    sftp_env: SftpEnv, full_inbox: str
+) -> None:
+    # posix-rename from the agency's staging dir into that inbox would fail with EXDEV
+    proc = run(sftp_env.setup_command(*sftp_env.setup_args))
+    assert proc.stdout.strip() == "setup-sftp-accounts: nothing to change"  # the mount kept owner/mode
+    assert f"warning: {sftp_env.inbox(full_inbox)} is on another filesystem" in proc.stderr
 
 
 @pytest.mark.parametrize("user", [AGENCY, account(A)])
@@ -180,7 +219,12 @@ def test_municipality_cannot_list_outside_its_chroot(sftp_env: SftpEnv, path: st
 
 @pytest.mark.parametrize(
     "path",
-    ["../m44021/inbox/secret.csv", "/../m44021/inbox/secret.csv", "{root}/m44021/inbox/secret.csv", "/etc/passwd"],
+    [
+        "../m44021/inbox/secret.csv",
+        "/../m44021/inbox/secret.csv",
+        "{root}/m44021/inbox/secret.csv",
+        "/etc/passwd",
+    ],
 )
 def test_municipality_cannot_read_or_write_elsewhere(sftp_env: SftpEnv, path: str) -> None:
     secret = _secret_in(sftp_env, B)
@@ -222,9 +266,8 @@ def test_links_are_refused(sftp_env: SftpEnv, user: str) -> None:
     # -P symlink,hardlink: nobody plants a link in an inbox
     _secret_in(sftp_env, A)
     base = "/m11002/inbox" if user == AGENCY else "/inbox"
-    with sftp_env.sftp(user) as sftp:
-        with pytest.raises(PermissionError):
-            sftp.symlink(f"{base}/secret.csv", f"{base}/link.csv")
+    with sftp_env.sftp(user) as sftp, pytest.raises(PermissionError):
+        sftp.symlink(f"{base}/secret.csv", f"{base}/link.csv")
     assert sorted(os.listdir(sftp_env.inbox(A))) == ["secret.csv"]
 
 
@@ -304,7 +347,9 @@ def test_port_forwarding_is_refused(sftp_env: SftpEnv, ssh_client: paramiko.SSHC
     transport = ssh_client.get_transport()
     assert transport is not None
     with pytest.raises(paramiko.ChannelException) as local:
-        transport.open_channel("direct-tcpip", ("127.0.0.1", sftp_env.sshd.port), ("127.0.0.1", 0), timeout=TIMEOUT)
+        transport.open_channel(
+            "direct-tcpip", ("127.0.0.1", sftp_env.sshd.port), ("127.0.0.1", 0), timeout=TIMEOUT
+        )
     assert local.value.code == paramiko.OPEN_FAILED_ADMINISTRATIVELY_PROHIBITED
     with pytest.raises(paramiko.SSHException, match="TCP forwarding request denied"):
         transport.request_port_forward("127.0.0.1", 0)
@@ -337,12 +382,15 @@ def test_accounts_outside_the_sftp_groups_are_refused(sftp_env: SftpEnv, user: s
     shutil.copy(sftp_env.keys_dir / AGENCY, sftp_env.keys_dir / user)
     with pytest.raises(paramiko.AuthenticationException):
         sftp_env.client(user, pkey=sftp_env.client_keys[AGENCY])
-    assert f"User {user} from 127.0.0.1 not allowed because none of user's groups are listed in AllowGroups" in (
-        sftp_env.sshd.log_text()
+    assert (
+        f"User {user} from 127.0.0.1 not allowed because none of user's groups are listed in AllowGroups"
+        in sftp_env.sshd.log_text()
     )
 
 
-def _log_lines_for(env: SftpEnv, offset: int, client_port: int, until: str, timeout: float = 3.0) -> list[str]:
+def _log_lines_for(
+    env: SftpEnv, offset: int, client_port: int, until: str, timeout: float = 3.0
+) -> list[str]:
     """sshd's log lines about one client connection, once ``until`` shows up (sshd logs async)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -389,10 +437,15 @@ def test_an_unknown_host_key_is_rejected(sftp_env: SftpEnv) -> None:
 def test_a_group_writable_chroot_is_refused_by_sshd(sftp_env: SftpEnv) -> None:
     # catalogue row 40: a chroot an account could write to would let it replace the jail
     sftp_env.chroot("71016").chmod(0o775)  # the autouse fixture restores 0755
-    with pytest.raises((ConnectionError, EOFError, paramiko.SSHException)):
-        with open_sftp(sftp_env.client("m71016")) as sftp:
-            sftp.listdir("/")
-    assert f'bad ownership or modes for chroot directory "{sftp_env.chroot("71016")}"' in sftp_env.sshd.log_text()
+    with (
+        pytest.raises((ConnectionError, EOFError, paramiko.SSHException)),
+        open_sftp(sftp_env.client("m71016")) as sftp,
+    ):
+        sftp.listdir("/")
+    assert (
+        f'bad ownership or modes for chroot directory "{sftp_env.chroot("71016")}"'
+        in sftp_env.sshd.log_text()
+    )
 
 
 # ------------------------------------------------------------------------ audit (pickup proof)
