@@ -19,9 +19,9 @@ import secrets
 import smtplib
 import socket
 from collections.abc import Iterator, Sequence
-from datetime import date
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Generic, TypeVar
 
 import apprise
 import paramiko
@@ -36,10 +36,29 @@ from demo.servers.sftp import SftpServer
 from demo.servers.sms import SmsSink
 from kbi import messages
 
+T = TypeVar("T")
+
 # --- national numbers -------------------------------------------------------------------------
 
 FICTITIOUS_PREFIXES = ("000001", "002001", "004001")
-ELEVEN_DIGITS = re.compile(r"(?<![0-9])[0-9]{11}(?![0-9])")
+# Eleven digits not inside a hexadecimal run (SHA-256 digests and fingerprints hold digit runs).
+ELEVEN_DIGITS = re.compile(r"(?<![0-9A-Fa-f])[0-9]{11}(?![0-9A-Fa-f])")
+
+
+class Sealed(Generic[T]):
+    """A value that never shows itself in a repr.
+
+    On a failure pytest prints the arguments of the test and of every frame of the traceback
+    (parametrized values and fixtures included): synthetic numbers and names travel sealed.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<sealed>"
 
 
 def check_digits(first9: str, born_2000: bool) -> str:
@@ -111,29 +130,37 @@ def host_key(line: str) -> paramiko.PKey:
 
 
 @contextlib.contextmanager
-def pinned_sftp(server: SftpServer, client_key: Path) -> Iterator[paramiko.SFTPClient]:
-    """A paramiko SFTP session that trusts only the server's pinned host key (P12)."""
+def pinned_sftp_to(
+    host: str, port: int, username: str, host_key_line: str, client_key: Path
+) -> Iterator[paramiko.SFTPClient]:
+    """A paramiko SFTP session that trusts only ``host_key_line`` (RejectPolicy; P12)."""
     client = paramiko.SSHClient()  # empty HostKeys: nothing from ~/.ssh
     client.set_missing_host_key_policy(paramiko.RejectPolicy())
-    line = server.host_public_key
-    client.get_host_keys().add(f"[{server.host}]:{server.port}", line.split()[0], host_key(line))
-    client.connect(
-        server.host,
-        server.port,
-        username=server.username,
-        pkey=paramiko.Ed25519Key.from_private_key_file(str(client_key)),
-        look_for_keys=False,
-        allow_agent=False,
-        timeout=10,
-        banner_timeout=10,
-        auth_timeout=10,
-    )
+    client.get_host_keys().add(f"[{host}]:{port}", host_key_line.split()[0], host_key(host_key_line))
     try:
+        client.connect(
+            host,
+            port,
+            username=username,
+            pkey=paramiko.Ed25519Key.from_private_key_file(str(client_key)),
+            look_for_keys=False,
+            allow_agent=False,
+            timeout=10,
+            banner_timeout=10,
+            auth_timeout=10,
+        )
         sftp = client.open_sftp()
         sftp.get_channel().settimeout(15)  # a server fault fails the test instead of hanging it
         yield sftp
     finally:
         client.close()
+
+
+def pinned_sftp(
+    server: SftpServer, client_key: Path
+) -> contextlib.AbstractContextManager[paramiko.SFTPClient]:
+    """An SFTP session to the embedded server, its host key pinned."""
+    return pinned_sftp_to(server.host, server.port, server.username, server.host_public_key, client_key)
 
 
 def server_files(server: SftpServer, inbox: str) -> list[str]:
@@ -259,7 +286,3 @@ def ledger_dump(engine: Engine) -> str:
             rows = conn.execute(sa.text(f'SELECT * FROM "{table}"')).all()
             chunks.append(f"{table}: {rows!r}")
     return "\n".join(chunks)
-
-
-def today() -> date:
-    return date.today()

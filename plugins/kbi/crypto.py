@@ -98,6 +98,8 @@ def check_key(gpg: gnupg.GPG, key_file: Path, pinned: str, today: date, min_bits
     pinned = pinned.replace(" ", "").upper()
     if not key_file.is_file():
         raise KeyRefused("key_missing", f"key file {key_file.name} is missing")
+    if gpg.list_keys():
+        raise ValueError("check_key needs a fresh, empty keyring (a reused one would mix keys)")
     # Importing first is safe: the keyring is private to this check and only the pinned
     # fingerprint is ever used for encryption.
     imported = gpg.import_keys_file(str(key_file))

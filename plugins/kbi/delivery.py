@@ -196,7 +196,9 @@ class DeliveryMachine:
         except Exception as exc:
             # P6: no file without its key: withdraw the temporary file before failing.
             transport.remove_if_present(sftp, job.temp_path)
-            reason = f"passphrase SMS failed ({type(exc).__name__}: {exc}); file withdrawn"
+            # A gateway may quote the request in its error: the passphrase never goes further.
+            cause = f"{type(exc).__name__}: {exc}".replace(passphrase, "***")
+            reason = f"passphrase SMS failed ({cause}); file withdrawn"
             self.ledger.transition(
                 d.with_(state="withdrawn", withdrawn_at=utcnow(), last_error=reason),
                 "delivery_withdrawn",

@@ -34,5 +34,6 @@ def scrubbed(stage: str) -> Iterator[None]:
     except Exception as exc:
         failed = type(exc).__name__
     if failed:
-        # Raised outside the except block: no __context__ to render, not even a suppressed one.
-        raise DataError(f"{stage} failed ({failed}); the data involved is not shown")
+        # contextmanager's __exit__ still runs while the original exception is being handled, so
+        # it becomes __context__; "from None" marks it suppressed and no traceback renders it.
+        raise DataError(f"{stage} failed ({failed}); the data involved is not shown") from None

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path, PurePosixPath
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,7 +39,26 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _FPR = re.compile(r"^[0-9A-F]{40}$")
 
 
-_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML's safe loader with two changes for a file that decides who receives personal data:
+    dates stay text (so pydantic names the entry and field of ``2024-02-30``) and a key given
+    twice in one mapping is an error (a second ``fingerprint:`` must not replace the first)."""
+
+    yaml_implicit_resolvers: ClassVar[dict] = {
+        first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+        for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: set[object] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} is given twice", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
 
 
 class RegistryError(ValueError):
@@ -296,7 +315,11 @@ def eligibility(recipient: Recipient, on: date) -> Eligibility:
     """P1 scope and P5 window for one registry entry on the day of delivery."""
     muni = reference.municipalities().get(recipient.nis_code)
     base = {"nis_code": recipient.nis_code, "name": recipient.name}
-    if muni is None or not muni.is_flemish:
+    if muni is None:
+        return Eligibility(
+            **base, eligible=False, rule="P1", reason="NIS code not in the 2025 reference list"
+        )
+    if not muni.is_flemish:
         return Eligibility(
             **base,
             eligible=False,

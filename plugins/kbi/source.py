@@ -52,6 +52,11 @@ EXTRACT_SCHEMA = pa.schema(
 _TRUE = pa.array(["1", "t", "true", "y", "yes"])
 _FALSE = pa.array(["0", "f", "false", "n", "no"])
 _BATCH = 50_000
+# YYYY-MM-DD, optionally followed by an ISO time part (a timestamp column read as text).
+_DATE_SHAPE = (
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    r"([ T][0-9]{2}:[0-9]{2}(:[0-9]{2}(\.[0-9]+)?)?(Z|[+-][0-9]{2}(:?[0-9]{2})?)?)?$"
+)
 
 
 def _text(value: object) -> str | None:
@@ -113,9 +118,16 @@ def _normalise_bool(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedAr
 
 
 def _normalise_date(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
-    head = pc.utf8_slice_codeunits(col, 0, 10)  # a timestamp's date part, or the date itself
-    parsed = pc.strptime(head, format="%Y-%m-%d", unit="s", error_is_null=True)
+    """ISO dates, or the date part of an ISO timestamp; anything else is flagged, never guessed."""
+    trimmed = pc.utf8_trim_whitespace(col)
+    shaped = pc.match_substring_regex(trimmed, _DATE_SHAPE)
+    head = pc.utf8_slice_codeunits(trimmed, 0, 10)
+    parsed = pc.strptime(pc.if_else(shaped, head, None), format="%Y-%m-%d", unit="s", error_is_null=True)
     value = parsed.cast(pa.date32())
+    # strptime rolls an impossible day over (2025-02-30 → 2025-03-02): only a date that reads back
+    # as the same text is real.
+    same = pc.equal(pc.strftime(parsed, format="%Y-%m-%d"), head)
+    value = pc.if_else(pc.fill_null(same, False), value, pa.scalar(None, pa.date32()))
     bad = pc.and_(pc.is_valid(col), pc.is_null(value))
     return value, bad
 

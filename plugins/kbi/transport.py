@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import paramiko
+from paramiko.ssh_exception import NoValidConnectionsError
 
 from kbi.errors import KbiError
 
@@ -75,7 +76,9 @@ _LOST_MESSAGES = ("Socket is closed", "Server connection dropped", "Connection r
 
 def connection_lost(exc: BaseException) -> bool:
     """Whether the connection itself is gone (so nothing more can be done on it)."""
-    if isinstance(exc, EOFError | ConnectionError | TimeoutError | paramiko.SSHException):
+    if isinstance(
+        exc, EOFError | ConnectionError | TimeoutError | paramiko.SSHException | NoValidConnectionsError
+    ):
         return True
     return isinstance(exc, OSError) and any(m in str(exc) for m in _LOST_MESSAGES)
 

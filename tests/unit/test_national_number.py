@@ -3,6 +3,10 @@
 stdnum.be.nn / stdnum.be.bis are the reference for format and checksum. Where stdnum is lenient
 on purpose (31 February reads as "day unknown") the vectorised check is stricter: an impossible
 or future birth date cannot be a real number. Assertions compare counts and booleans only.
+
+PYTEST_DONT_REWRITE: this module handles synthetic national numbers and names, so pytest's
+assertion rewriting is off here: a failure shows the assert's own message only, never the
+values compared (P12).
 """
 
 from __future__ import annotations
@@ -66,7 +70,8 @@ def _random_numbers(count: int, seed: int) -> list[str]:
     months = [*range(0, 16), *range(19, 34), *range(39, 54), 60, 80, 99]
     out = []
     for _ in range(count):
-        first9 = f"{rng.randint(0, 99):02d}{rng.choice(months):02d}{rng.randint(0, 35):02d}{rng.randint(0, 999):03d}"
+        yy, mm, dd, serial = rng.randint(0, 99), rng.choice(months), rng.randint(0, 35), rng.randint(0, 999)
+        first9 = f"{yy:02d}{mm:02d}{dd:02d}{serial:03d}"
         kind = rng.random()
         if kind < 0.4:
             out.append(first9 + check_digits(first9, born_2000=False))
@@ -206,11 +211,6 @@ def test_future_birth_date_is_caught() -> None:
     assert _verdict(make_nn(26, 3, 10, 5, born_2000=True), today) is None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: national_number.py:75 takes 1 January as the birth date when only the day is "
-    "unknown (dd=00), so a birth month later this year is not seen as a future birth date",
-)
 def test_unknown_day_in_a_future_month_is_a_future_birth_date() -> None:
     today = date(2026, 3, 10)
     assert _verdict(make_nn(26, 11, 0, 5, born_2000=True), today) == "bad_birth_date"

@@ -118,13 +118,34 @@ class Ledger:
             "delivery_id": delivery_id,
             "detail": chain.canonical(detail),
         }
+        link = chain.link_hash(prev, chain.event_body(event), self._key)
+        conn.execute(self._sql("insert_event"), {**event, "prev_hash": prev, "hash": link})
         conn.execute(
-            self._sql("insert_event"),
-            {**event, "prev_hash": prev, "hash": chain.link_hash(prev, chain.event_body(event), self._key)},
+            self._sql("upsert_head"),
+            {
+                "seq": seq,
+                "hash": link,
+                "recorded_at": event["recorded_at"],
+                "mac": chain.head_mac(seq, link, self._key),
+            },
         )
 
     def migrate(self) -> list[int]:
-        return migrations.apply(self.engine, COMPONENT)
+        applied = migrations.apply(self.engine, COMPONENT)
+        head = self.head() if 2 in applied else None
+        if head is not None and self._key and not head["mac"]:
+            # Migration 002 recorded the head of an existing chain; seal it once the chain checks out.
+            events = self.events()
+            if chain.verify(
+                events, self._key, {**head, "mac": chain.head_mac(head["seq"], head["hash"], self._key)}
+            ):
+                raise RuntimeError("the ledger chain is broken; not sealing its head (run kbi ledger verify)")
+            with self._writing() as conn:
+                conn.execute(
+                    self._sql("upsert_head"),
+                    {**head, "mac": chain.head_mac(head["seq"], head["hash"], self._key)},
+                )
+        return applied
 
     # --- runs and decisions -----------------------------------------------------------------
 
@@ -318,5 +339,13 @@ class Ledger:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(self._sql("all_events")).mappings()]
 
+    def head(self) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._sql("get_head")).mappings().first()
+        return dict(row) if row else None
+
     def verify(self) -> chain.ChainBreak | None:
-        return chain.verify(self.events(), self._key)
+        with self.engine.connect() as conn:  # one snapshot of events and head
+            events = [dict(r) for r in conn.execute(self._sql("all_events")).mappings()]
+            head = conn.execute(self._sql("get_head")).mappings().first()
+        return chain.verify(events, self._key, dict(head) if head else None)

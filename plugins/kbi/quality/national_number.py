@@ -72,7 +72,9 @@ def check(values: pa.Array | pa.ChunkedArray, today: date) -> Verdicts:
     leap = ((year % 4 == 0) & (year % 100 != 0)) | (year % 400 == 0)
     dim = _DAYS_IN_MONTH[np.clip(mm, 0, 12)] + (leap & (mm == 2))
     bad_day = valid_month & (dd > dim)
-    born = np.where(valid_month & (dd >= 1), year * 10000 + mm * 100 + dd, year * 10000 + 101)
+    # An unknown day (00) is read as the first of the month, an unknown month as 1 January: the
+    # earliest date the number allows, so only a number that must be in the future is refused.
+    born = year * 10000 + np.where(valid_month, mm, 1) * 100 + np.where(valid_month & (dd >= 1), dd, 1)
     future = born > today.year * 10000 + today.month * 100 + today.day
     fictitious = np.zeros(n, dtype=bool)
     prefixes = pc.utf8_slice_codeunits(values, 0, 6)
