@@ -204,3 +204,19 @@ def test_yearly_run_with_source_ledger_and_quarantine_on_postgresql(
     assert len(ledger.deliveries_of_run(dag_run.run_id)) == len(RECEIVING)
     people = pii.People.of(world.source_rows)
     assert pii.leaks(people, task_logs=output.out + output.err) == {}
+
+
+def test_a_transfer_server_without_pinned_host_key_gets_nothing(world: World) -> None:
+    """P12: the SFTP provider would accept any server unless told otherwise; the project refuses."""
+    conn = json.loads(world.env["AIRFLOW_CONN_KBI_SFTP"])
+    del conn["extra"]["host_key"]
+    world.set_env(AIRFLOW_CONN_KBI_SFTP=json.dumps(conn))
+    dag_run = _run(world, {"municipalities": ["44021", "11001"]})
+    assert dag_run.state == "failed"
+    states = {(ti.task_id, ti.map_index): ti.state for ti in dag_run.get_task_instances()}
+    assert states[("deliver", 0)] == "failed" and states[("deliver", 1)] == "failed"
+    assert states[("remove_staging", -1)] == "success"  # the plaintext staging area is gone anyway
+    assert world.all_server_files() == []
+    assert world.sms.messages() == [] and world.mail.messages() == []
+    summary = json.loads(next(world.places.reports.rglob("summary.json")).read_text())
+    assert summary["failed"] == ["11001", "44021"]
