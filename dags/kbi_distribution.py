@@ -18,7 +18,12 @@ by SFTP under a temporary name, renames and verifies it, and announces it by SMS
 | `remove_staging` | deletes the plaintext staging area, also when a task failed (teardown) | P12 |
 
 **Params**: `municipalities` (NIS codes; empty = every eligible municipality), `reference_date`
-(empty = the run's logical date), `dry_run` (everything but upload, notify and record).
+(empty = the run's logical date), `dry_run` (everything but upload, notify and record),
+`accept_count_change` (NIS codes whose list may have moved more than the configured share since
+its last delivery: the run stops otherwise).
+
+**Quality report**: `check_quality` writes `quality.html` and `quality.json` (counts only) to the
+reports directory of the run; the task's extra link "Quality report" opens it.
 A second annual run in the same calendar year is refused per municipality (P3); a correction goes
 through `kbi_correction_request`.
 """
@@ -68,6 +73,15 @@ from kbi import airflow_tasks as t
             title="Peildatum / Reference date",
             description="Toestand van KBI op deze datum (JJJJ-MM-DD); leeg = logische datum van de run. "
             "State of KBI on this date (YYYY-MM-DD); empty = the run's logical date.",
+        ),
+        "accept_count_change": Param(
+            [],
+            type="array",
+            items={"type": "string", "pattern": "^[0-9]{5}$"},
+            uniqueItems=True,
+            title="Aanvaarde grote wijzigingen / Accepted count changes",
+            description="NIS-codes waarvan de lijst sterk mag afwijken van de vorige levering (na controle). "
+            "NIS codes whose list may differ strongly from its last delivery (checked by a person).",
         ),
         "dry_run": Param(
             False,

@@ -92,6 +92,12 @@ def check_sftp_connection(extra: dict, password: str | None) -> None:
         raise ConfigurationError("connection kbi_sftp carries a password; key authentication only (P12)")
 
 
+def alert_data_engineers(subject: str, text: str) -> None:
+    """An operational alert (English, counts and reasons only) to the data engineers' address."""
+    html = "<pre>" + text.replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
+    AirflowChannels().mail([settings.load().data_engineers_email], Mail(subject, text, html), language="en")
+
+
 class AirflowChannels:
     """SFTP, SMS and e-mail through Airflow's provider hooks."""
 
@@ -135,7 +141,7 @@ class AirflowChannels:
             if not notifier.notify(body=text, title="", tag="all"):
                 raise ConnectionError(f"the SMS gateway did not accept the message for {phone[:-4]}****")
 
-    def mail(self, to: Sequence[str], mail: Mail) -> None:
+    def mail(self, to: Sequence[str], mail: Mail, language: str = "nl-BE") -> None:
         from airflow.providers.smtp.hooks.smtp import SmtpHook
 
         with SmtpHook(smtp_conn_id=settings.CONN_SMTP) as hook:
@@ -146,7 +152,7 @@ class AirflowChannels:
             msg["To"] = ", ".join(to)
             msg["Date"] = formatdate(localtime=True)
             msg["Message-ID"] = make_msgid(domain=sender.rsplit("@", 1)[-1])
-            msg["Content-Language"] = "nl-BE"
+            msg["Content-Language"] = language
             msg.set_content(mail.text)
             msg.add_alternative(mail.html, subtype="html")
             # The hook's send_email_smtp() sends HTML only; its logged-in client sends both parts.

@@ -92,7 +92,18 @@ def run_params() -> pipeline.RunParams:
         today=today,
         municipalities=tuple(params.get("municipalities") or ()),
         dry_run=bool(params.get("dry_run")),
+        accept_count_change=tuple(params.get("accept_count_change") or ()),
     )
+
+
+def report_url(run_id: str, name: str = "quality.html") -> str:
+    """Where the kbi_ui plugin serves a run's report (behind Airflow's login)."""
+    from urllib.parse import quote
+
+    from airflow.configuration import conf
+
+    base = conf.get("api", "base_url", fallback="") or ""
+    return f"{base.rstrip('/')}/kbi/reports/{quote(run_id, safe='')}/{name}"
 
 
 def create_staging() -> str:
@@ -123,14 +134,23 @@ def check_quality(plan_: dict[str, Any], extracted: dict[str, Any]) -> dict[str,
     from kbi import airflow_glue, pipeline
 
     quarantine = None if plan_["dry_run"] else airflow_glue.quarantine()
-    return pipeline.check_quality(quarantine, airflow_glue.ledger(), settings.load(), plan_, extracted)
+    return pipeline.check_quality(
+        quarantine,
+        airflow_glue.ledger(),
+        settings.load(),
+        plan_,
+        extracted,
+        alert=airflow_glue.alert_data_engineers,
+    )
 
 
 @fail_fast
 def partition(plan_: dict[str, Any], checked: dict[str, Any]) -> list[dict[str, Any]]:
-    from kbi import pipeline
+    from kbi import airflow_glue, pipeline
 
-    return pipeline.partition(settings.load(), plan_, checked)
+    return pipeline.partition(
+        settings.load(), plan_, checked, ledger=airflow_glue.ledger(), alert=airflow_glue.alert_data_engineers
+    )
 
 
 @fail_fast

@@ -3,10 +3,16 @@
     kbi registry check [PATH]           validate the recipients registry (errors name entry and field)
     kbi ledger verify                   check the ledger's hash chain; exit 1 at the first broken link
     kbi ledger migrate                  apply the ledger's migrations (a no-op when up to date)
+    kbi quarantine list [--run R] [--nis N] [--check C] [--all] [--csv]
+                                        the rows held back, for the quality officer (personal data!)
+    kbi quarantine resolve ID --note T  mark a row handled (e.g. "gecorrigeerd in KBI")
+    kbi quarantine purge [--days D]     delete rows older than the retention period
     kbi synth --rows N --sqlite PATH    the synthetic KBI source (counts only on the screen)
 
 Connections are Airflow's (``AIRFLOW_CONN_KBI_*`` or the metadata database), as in the DAGs.
-Nothing here prints a name or a national number.
+Nothing here prints a name or a national number, except ``kbi quarantine list``: the quarantine is
+the one place besides KBI that holds such rows, and its connection is granted to the quality
+officers only.
 """
 
 from __future__ import annotations
@@ -57,6 +63,62 @@ def _ledger_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _quarantine():
+    from kbi import airflow_glue
+
+    q = airflow_glue.quarantine()
+    q.migrate()
+    return q
+
+
+def _today():
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.now(ZoneInfo(settings.TIMEZONE)).date()
+
+
+QUARANTINE_COLUMNS = (
+    "id", "detected_on", "run_id", "check_name", "nis_code", "insz", "familienaam", "voornamen",
+    "ingeschreven", "contract_op", "attest_op", "overleden_op", "resolved_on", "resolution",
+)  # fmt: skip
+
+
+def _quarantine_list(args: argparse.Namespace) -> int:
+    import csv
+
+    rows = _quarantine().rows(args.run, args.nis, args.check, include_resolved=args.all)
+    if args.csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=QUARANTINE_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        return 0
+    if not rows:
+        print("no quarantined rows match", file=sys.stderr)
+        return 0
+    shown = ("id", "detected_on", "check_name", "nis_code", "insz", "familienaam", "voornamen", "resolution")
+    widths = {c: max(len(c), *(len(str(r[c] or "")) for r in rows)) for c in shown}
+    print("  ".join(c.ljust(widths[c]) for c in shown))
+    for r in rows:
+        print("  ".join(str(r[c] or "").ljust(widths[c]) for c in shown))
+    print(f"{len(rows)} row(s)", file=sys.stderr)
+    return 0
+
+
+def _quarantine_resolve(args: argparse.Namespace) -> int:
+    if _quarantine().resolve(args.id, args.note, _today()):
+        print(f"row {args.id} resolved")
+        return 0
+    print(f"row {args.id}: no open quarantined row with that id", file=sys.stderr)
+    return 1
+
+
+def _quarantine_purge(args: argparse.Namespace) -> int:
+    days = args.days if args.days is not None else settings.load().quarantine_retention_days
+    print(f"purged {_quarantine().purge(days, _today())} row(s) detected more than {days} days ago")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kbi", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +133,24 @@ def main(argv: list[str] | None = None) -> int:
     led = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="action", required=True)
     led.add_parser("verify", help="check the hash chain").set_defaults(func=_ledger_verify)
     led.add_parser("migrate", help="apply migrations").set_defaults(func=_ledger_migrate)
+
+    qua = sub.add_parser("quarantine", help="rows held back by the quality checks (P11)").add_subparsers(
+        dest="action", required=True
+    )
+    ls = qua.add_parser("list", help="list open quarantined rows (personal data: quality officers only)")
+    ls.add_argument("--run", help="a run id")
+    ls.add_argument("--nis", help="a municipality's NIS code")
+    ls.add_argument("--check", help="a check name, e.g. insz_checksum")
+    ls.add_argument("--all", action="store_true", help="include resolved rows")
+    ls.add_argument("--csv", action="store_true", help="CSV on standard output")
+    ls.set_defaults(func=_quarantine_list)
+    res = qua.add_parser("resolve", help="mark a row handled")
+    res.add_argument("id", type=int)
+    res.add_argument("--note", required=True, help="what was done, without personal data")
+    res.set_defaults(func=_quarantine_resolve)
+    pur = qua.add_parser("purge", help="delete rows older than the retention period")
+    pur.add_argument("--days", type=int)
+    pur.set_defaults(func=_quarantine_purge)
 
     sub.add_parser("synth", help="generate the synthetic KBI source (kbi synth --help)", add_help=False)
 

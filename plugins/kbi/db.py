@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
 
 def _sqlite_connect(writer: bool):
@@ -38,7 +39,10 @@ def engine(url: str, writer: bool = True) -> Engine:
     """One engine per URL and process (engines pool connections; creating them is not free)."""
     key = (url, writer)
     if key not in _ENGINES:
-        eng = sa.create_engine(url, pool_pre_ping=True)
+        # The source is read once per run: a fresh connection each time, so a replaced database
+        # file (or a failed-over server) is never read through a stale pooled connection.
+        pooling = {"pool_pre_ping": True} if writer else {"poolclass": NullPool}
+        eng = sa.create_engine(url, **pooling)
         if eng.dialect.name == "sqlite":
             sa.event.listen(eng, "connect", _sqlite_connect(writer))
             if writer:

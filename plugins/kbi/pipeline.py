@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
@@ -22,7 +23,7 @@ import pyarrow.parquet as pq
 
 from kbi import crypto, reference, registry, selection, source
 from kbi.delivery import Channels, DeliveryMachine, Job
-from kbi.errors import KbiError, scrubbed
+from kbi.errors import DataError, KbiError, scrubbed
 from kbi.ledger import AlreadyDelivered, Ledger
 from kbi.quality import checks
 from kbi.quality.quarantine import Quarantine
@@ -80,6 +81,7 @@ class RunParams:
     today: date
     municipalities: tuple[str, ...] = ()
     dry_run: bool = False
+    accept_count_change: tuple[str, ...] = ()
 
     @property
     def period(self) -> str:
@@ -165,6 +167,7 @@ def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any
         "today": params.today.isoformat(),
         "period": params.period,
         "dry_run": params.dry_run,
+        "accept_count_change": list(params.accept_count_change),
         "registry_version": reg.version,
         "receiving": receiving,
         "decisions": decisions,
@@ -191,12 +194,37 @@ def _key_problem(recipient: registry.Recipient, registry_dir: Path, today: date,
 
 def extract(engine: Any, plan_: dict[str, Any]) -> dict[str, Any]:
     path = Path(plan_["run_dir"]) / "extract.parquet"
-    rows = source.extract(engine, path)
-    log.info("Extracted %d rows of target group inburgeraar", rows)
-    return {"path": str(path), "rows": rows}
+    got = source.extract(engine, path)
+    log.info(
+        "Extracted %d rows of target group inburgeraar (the view counts %d)", got.rows, got.expected_rows
+    )
+    return {"path": str(path), "rows": got.rows, "expected_rows": got.expected_rows}
 
 
 # --- 3. quality ---------------------------------------------------------------------------------
+
+Alert = Callable[[str, str], None]
+
+
+def _halt(
+    ledger: Ledger, plan_: dict[str, Any], reason: str, details: dict[str, Any], alert: Alert | None
+) -> None:
+    """Stop the run before anything is encrypted or sent: ledger, alert, then a clear failure."""
+    run_id = plan_["run_id"]
+    if not plan_["dry_run"]:
+        ledger.finish_run(run_id, "halted", {"reason": reason, **details})
+    if alert is not None:
+        text = (
+            f"Run {run_id} of kbi_distribution was stopped before anything was encrypted or sent.\n\n"
+            f"Reason: {reason}\n\nQuality report: {details.get('report', '(none)')}\n"
+            "Nothing reached any municipality. Fix the cause (or accept the change, see the README) "
+            "and trigger the run again.\n"
+        )
+        try:
+            alert(f"[KBI] run {run_id[:24]} halted", text)
+        except Exception as exc:  # the halt stands even when the alert cannot be sent
+            log.error("The alert to the data engineers could not be sent: %s", type(exc).__name__)
+    raise QualityGateFailed(f"Run stopped before anything was encrypted or sent: {reason}")
 
 
 def check_quality(
@@ -205,56 +233,104 @@ def check_quality(
     settings: Settings,
     plan_: dict[str, Any],
     extracted: dict[str, Any],
+    alert: Alert | None = None,
 ) -> dict[str, Any]:
-    """Blocking checks; failing rows to quarantine; run-level gates stop the run (P11)."""
+    """The Great Expectations suite and the blocking checks; failing rows to the quarantine;
+    run-level gates stop the run (P11)."""
+    from kbi.quality import gx_suite, report
+
     run_id = plan_["run_id"]
     today = date.fromisoformat(plan_["today"])
     table = pq.read_table(extracted["path"])
     result = checks.run(table, today)
+    suite = gx_suite.validate(table, checks.Context(today), expected_rows=extracted.get("expected_rows"))
     del table
-    quarantined = result.failed.num_rows
+    # The report (GX) and the quarantine (masks) read the same rules; they must agree to the row.
+    disagree = [
+        e["rule"]
+        for e in suite.expectations
+        if e["severity"] != "run" and e["unexpected_count"] != result.rule_counts[e["rule"]]
+    ]
+    if disagree:
+        raise DataError(
+            f"the suite and the quarantine disagree on {', '.join(disagree)}; nothing was delivered"
+        )
+    reason = None
+    failed_run_level = suite.run_level_failures()
+    if "extract_not_empty" in failed_run_level:
+        reason = "the extract is empty: refusing to deliver empty lists"
+    elif "extract_complete" in failed_run_level:
+        reason = (
+            f"the extract holds {extracted['rows']} rows but the view counted {extracted['expected_rows']}: "
+            "it was cut off on the way"
+        )
+    elif result.failure_rate > settings.max_blocking_failure_rate:
+        reason = (
+            f"{result.failed.num_rows} of {result.rows_checked} rows ({result.failure_rate:.2%}) "
+            f"fail a blocking check, above the {settings.max_blocking_failure_rate:.2%} threshold"
+        )
     if quarantine is not None and not plan_["dry_run"]:
         quarantine.migrate()
         quarantine.store(run_id, result.failed, today)
+        purged = quarantine.purge(settings.quarantine_retention_days, today)
+        if purged:
+            log.info(
+                "Purged %d quarantined row(s) older than %d days", purged, settings.quarantine_retention_days
+            )
     passed_path = Path(plan_["run_dir"]) / "checked.parquet"
     with scrubbed("staging the checked rows"):
         pq.write_table(result.passed, passed_path)
+    suite_dict = {
+        "name": gx_suite.SUITE_NAME,
+        "gx_version": suite.gx_version,
+        "expectations": suite.expectations,
+    }
+    content = report.build(
+        run_id=run_id,
+        today=plan_["today"],
+        result=result,
+        suite=suite_dict,
+        threshold=settings.max_blocking_failure_rate,
+        halt_reason=reason,
+    )
+    _, html = report.write(reports_dir(settings, run_id), content)
+    log.info("Quality report: %s", html)
+    for name, count in result.failures.items():
+        log.warning("Quarantined %d row(s): %s (%s)", count, name, checks.CHECKS[name])
     summary = {
         "rows_checked": result.rows_checked,
         "rows_passed": result.passed.num_rows,
-        "rows_quarantined": quarantined,
+        "rows_quarantined": result.failed.num_rows,
         "failure_rate": round(result.failure_rate, 6),
         "failures": result.failures,
         "warnings": result.warnings,
-        "path": str(passed_path),
+        "report": str(html),
     }
-    report = {k: v for k, v in summary.items() if k != "path"}
-    _write_json(reports_dir(settings, run_id) / "quality.json", {"run_id": run_id, **report})
-    for name, count in result.failures.items():
-        log.warning("Quarantined %d row(s): %s (%s)", count, name, checks.CHECKS[name])
-    gate = None
-    if result.rows_checked == 0:
-        gate = "the extract is empty: refusing to deliver empty lists"
-    elif result.failure_rate > settings.max_blocking_failure_rate:
-        gate = (
-            f"{quarantined} of {result.rows_checked} rows ({result.failure_rate:.2%}) fail a blocking check, "
-            f"above the {settings.max_blocking_failure_rate:.2%} threshold"
-        )
-    if gate:
-        if not plan_["dry_run"]:
-            ledger.finish_run(run_id, "halted", {"reason": gate, **report})
-        raise QualityGateFailed(f"Run stopped before anything was encrypted or sent: {gate}")
-    return summary
+    if reason:
+        _halt(ledger, plan_, reason, {k: v for k, v in summary.items()}, alert)
+    return summary | {"path": str(passed_path)}
 
 
 # --- 4. partition ---------------------------------------------------------------------------------
 
 
-def partition(settings: Settings, plan_: dict[str, Any], checked: dict[str, Any]) -> list[dict[str, Any]]:
+def _moved(previous: int, now: int, settings: Settings) -> bool:
+    return abs(now - previous) > max(settings.max_count_change * previous, settings.min_count_change_rows)
+
+
+def partition(
+    settings: Settings,
+    plan_: dict[str, Any],
+    checked: dict[str, Any],
+    ledger: Ledger | None = None,
+    alert: Alert | None = None,
+) -> list[dict[str, Any]]:
     """Select per municipality (P1) and stage one file per receiving municipality (P2).
 
     Returns the list the deliver task is mapped over; the row counts per selection outcome go to
-    the run's reports (``selection.json``) for the summary.
+    the run's reports (``selection.json``) for the summary. A list that moved more than the
+    configured share since the municipality's last delivery stops the run (P11), unless the
+    run's ``accept_count_change`` names that municipality.
     """
     receiving = {r["nis_code"]: r["name"] for r in plan_["receiving"]}
     reference_date = date.fromisoformat(plan_["reference_date"])
@@ -264,6 +340,23 @@ def partition(settings: Settings, plan_: dict[str, Any], checked: dict[str, Any]
         counts = selection.outcome_counts(classified)
         parts = selection.partitions(classified)
         del table, classified
+    sizes = {nis: (parts[nis].num_rows if nis in parts else 0) for nis in receiving}
+    if ledger is not None:
+        accepted = set(plan_.get("accept_count_change") or ())
+        previous = ledger.last_delivered_counts()
+        moved = [
+            f"{nis} {receiving[nis]} {previous[nis]} → {sizes[nis]}"
+            for nis in sorted(receiving)
+            if nis in previous and nis not in accepted and _moved(previous[nis], sizes[nis], settings)
+        ]
+        if moved:
+            shown = "; ".join(moved[:10]) + ("; …" if len(moved) > 10 else "")
+            reason = (
+                f"{len(moved)} list(s) moved more than {settings.max_count_change:.0%} since their last "
+                f"delivery ({shown}). If expected, trigger again with accept_count_change listing them"
+            )
+            _halt(ledger, plan_, reason, {"moved": moved}, alert)
+    with scrubbed("staging the partitions"):
         out_dir = _private_dir(Path(plan_["run_dir"]) / "partitions")
         items = []
         for nis, name in sorted(receiving.items()):

@@ -57,6 +57,12 @@ class Settings:
     reference_dir: Path
     # P11: the run stops when more than this share of extracted rows fails a blocking check.
     max_blocking_failure_rate: float
+    # P11: the run stops when a municipality's list moved more than this share since its last
+    # delivery, and by at least min_count_change_rows rows (small lists move by a few people).
+    max_count_change: float
+    min_count_change_rows: int
+    # Quarantined rows older than this are purged (the quality officer resolves them before).
+    quarantine_retention_days: int
     # P10: a municipality keeps the data at most this many years; stated on every receipt.
     retention_years: int
     # P4: go-live date of the MAGDA list web service; none configured means no sunset yet.
@@ -79,6 +85,9 @@ def load() -> Settings:
         sql_dir=_path("KBI_SQL_DIR", PROJECT_ROOT / "include" / "sql"),
         reference_dir=_path("KBI_REFERENCE_DIR", PROJECT_ROOT / "include" / "reference"),
         max_blocking_failure_rate=_float("KBI_MAX_BLOCKING_FAILURE_RATE", 0.01),
+        max_count_change=_float("KBI_MAX_COUNT_CHANGE", 0.5),
+        min_count_change_rows=_int("KBI_MIN_COUNT_CHANGE_ROWS", 20),
+        quarantine_retention_days=_int("KBI_QUARANTINE_RETENTION_DAYS", 180),
         retention_years=_int("KBI_RETENTION_YEARS", 5),
         magda_go_live=_date("KBI_MAGDA_GO_LIVE"),
         sftp_staging_dir=os.environ.get("KBI_SFTP_STAGING_DIR") or None,

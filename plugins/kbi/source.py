@@ -11,6 +11,7 @@ Errors raised here never carry a value from the data (P12): conversions are wrap
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
@@ -163,17 +164,30 @@ def normalise(raw: pa.Table) -> pa.Table:
         return pa.table(out, schema=EXTRACT_SCHEMA)
 
 
-def extract(engine: Engine, out_path: Path) -> int:
-    """Run the extract SQL through ``engine`` and stage it as Parquet; returns the row count."""
+@dataclass(frozen=True)
+class Extracted:
+    rows: int  # rows staged
+    expected_rows: int  # rows the view said it holds, in the same transaction
+
+
+def extract(engine: Engine, out_path: Path) -> Extracted:
+    """Run the extract SQL through ``engine`` and stage it as Parquet, with the view's own count."""
     dialect = engine.dialect.name
     sql = sqlfiles.load("source/extract_inburgeraars", dialect).strip().rstrip(";")
+    count_sql = sqlfiles.load("source/count_inburgeraars", dialect).strip().rstrip(";")
     reader = _read_postgres if dialect == "postgresql" else _read_generic
     # Connecting is outside the scrub: its errors (server down, bad credentials) hold no data
-    # and the data engineer needs them whole.
-    with engine.connect() as conn, scrubbed("reading the KBI view"):  # driver errors may quote data
+    # and the data engineer needs them whole. PostgreSQL reads both in one snapshot.
+    options = {"isolation_level": "REPEATABLE READ"} if dialect == "postgresql" else {}
+    with (
+        engine.connect().execution_options(**options) as conn,
+        scrubbed("reading the KBI view"),
+        conn.begin(),
+    ):
+        expected = int(conn.exec_driver_sql(count_sql).scalar_one())
         raw = reader(conn, sql)
     table = normalise(raw)
     tmp = out_path.with_suffix(".tmp")
     pq.write_table(table, tmp)
     tmp.replace(out_path)  # a half-written extract is never seen by the next task
-    return table.num_rows
+    return Extracted(table.num_rows, expected)

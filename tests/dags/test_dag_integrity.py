@@ -54,7 +54,8 @@ def test_distribution_wiring(dagbag) -> None:
     teardown = dag.get_task("remove_staging")
     assert teardown.is_teardown  # the plaintext staging area goes even when a task failed (P12)
     assert dag.get_task("summarise").trigger_rule == "all_done"
-    assert set(dag.params.keys()) == {"municipalities", "reference_date", "dry_run"}  # interfaces.md §4
+    # interfaces.md §4, plus accept_count_change (README, "Contracts")
+    assert set(dag.params.keys()) == {"municipalities", "reference_date", "dry_run", "accept_count_change"}
 
 
 @pytest.mark.parametrize(
@@ -92,6 +93,7 @@ def test_distribution_params_accept_good_input(dagbag) -> None:
         "municipalities": ["44021", "11002"],
         "reference_date": "2026-01-15",
         "dry_run": True,
+        "accept_count_change": [],
     }
 
 

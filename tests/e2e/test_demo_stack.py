@@ -6,7 +6,9 @@ writes them to disk where the UI shows them."""
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
+import httpx
 import pytest
 
 from demo import __main__ as demo_cli
@@ -32,7 +34,17 @@ def test_demo_stack_runs_the_distribution_through_the_scheduler(tmp_path, key_ca
     env.prepare_sftp_root(places, [r.nis_code for r in recipients])
 
     with running(places) as stack:
-        _, state = demo_cli.trigger_and_follow(stack, {})
+        run_id, state = demo_cli.trigger_and_follow(stack, {})
+        # The quality report is served inside Airflow, behind its login (kbi_ui plugin).
+        url = f"{stack.base_url}/kbi/reports/{quote(run_id, safe='')}/quality.html"
+        assert httpx.get(url, timeout=10).status_code == 401
+        served = httpx.get(url, headers={"Authorization": f"Bearer {stack.token()}"}, timeout=10)
+        assert served.status_code == 200 and "Quality report" in served.text
+        bogus = f"{stack.base_url}/kbi/reports/{quote(run_id, safe='')}/..%2F..%2Fsecrets.json"
+        assert (
+            httpx.get(bogus, headers={"Authorization": f"Bearer {stack.token()}"}, timeout=10).status_code
+            == 404
+        )
     assert state == "success"
     progress = capsys.readouterr().out
     assert "✓ plan" in progress and "deliver" in progress  # the data engineer sees it move

@@ -189,7 +189,7 @@ def test_extract_from_sqlite_reads_the_view_exactly(
     db = tmp_path / "kbi.db"
     synth.write_sqlite(sealed_dossiers.value, db)
     out = tmp_path / "extract.parquet"
-    rows = source.extract(_sqlite_engine(db), out)
+    rows = source.extract(_sqlite_engine(db), out).rows
     table = pq.read_table(out)
     expected = _expected_from_dossiers(sealed_dossiers)
     assert rows == table.num_rows == expected.num_rows
@@ -222,7 +222,7 @@ def test_empty_view_gives_an_empty_staged_extract(tmp_path: Path, sealed_dossier
         con.execute("DELETE FROM kbi_dossier")
     con.close()
     out = tmp_path / "extract.parquet"
-    assert source.extract(_sqlite_engine(db), out) == 0
+    assert source.extract(_sqlite_engine(db), out) == source.Extracted(0, 0)
     assert pq.read_table(out).schema == source.EXTRACT_SCHEMA
 
 
@@ -341,7 +341,7 @@ def test_postgres_extract_equals_sqlite_extract(
     pg_engine.dispose()
     from_pg = pq.read_table(tmp_path / "pg.parquet")
     from_lite = pq.read_table(tmp_path / "lite.parquet")
-    assert n_pg == n_lite > 0
+    assert n_pg == n_lite and n_pg.rows == n_pg.expected_rows > 0
     assert from_pg.schema == source.EXTRACT_SCHEMA
     assert _sorted(from_pg).equals(_sorted(from_lite)), "PostgreSQL and SQLite extracts differ"
     # The hostile names arrived intact (empty string stays empty, NULL stays NULL).

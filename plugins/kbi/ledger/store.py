@@ -253,6 +253,12 @@ class Ledger:
             )
         return Delivery.from_row(row) if row else None
 
+    def last_delivered_counts(self) -> dict[str, int]:
+        """Rows in each municipality's most recent published list."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._sql("last_delivered_counts")).mappings().all()
+        return {r["nis_code"]: int(r["row_count"] or 0) for r in rows}
+
     def deliveries_of_run(self, run_id: str) -> list[Delivery]:
         with self.engine.connect() as conn:
             rows = conn.execute(self._sql("deliveries_of_run"), {"run_id": run_id}).mappings().all()

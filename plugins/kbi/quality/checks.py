@@ -1,15 +1,20 @@
-"""The blocking row checks (P11), vectorised over the whole extract.
+"""The blocking row checks (P11): one list of rules, each a Great Expectations expectation and the
+same condition as a vectorised mask.
 
-Every row gets at most one ``failed_check`` (the first in CHECKS order that it fails). Failing rows
-are quarantined, never delivered and never silently dropped; passing rows go on to selection.
-A pre-2025 NIS code of a merged municipality is mapped through the official crosswalk and counted
-as a warning; an unknown code is never guessed.
+The GX suite (``gx_suite.py``) is built from these rules and gives the verdict and the report;
+the masks give, for every row, the first check it fails (CHECKS order), which decides what is
+quarantined. The two read the same rule, and a test holds their counts equal on every rule.
+Failing rows are never delivered and never silently dropped. A pre-2025 NIS code of a merged
+municipality is mapped through the official crosswalk and counted as a warning; an unknown code
+is never guessed.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -20,6 +25,12 @@ from kbi.errors import scrubbed
 from kbi.quality import national_number
 
 MAX_NAME_LENGTH = 100
+# Patterns that read the same in RE2 (Arrow) and Python's re (pandas may use either): literal
+# characters instead of \s or \x{…}. Blank = only spaces, tabs, line breaks, no-break spaces.
+BLANK = "^[ \t\r\n\f\v\u00a0\u2007\u202f]*$"
+CONTROL = "[\x00-\x1f\x7f-\x9f\u2028\u2029]"
+ELEVEN_DIGITS = "^[0-9]{11}$"
+BIS_MONTH = "^[0-9]{2}[2-5]"
 
 # Stable names: they appear in the quarantine, the reports and the ledger counts.
 CHECKS: dict[str, str] = {
@@ -39,12 +50,193 @@ WARNINGS: dict[str, str] = {
 }
 
 
+@dataclass(frozen=True)
+class Context:
+    """What the rules need besides the rows: the run's date and the municipality reference."""
+
+    today: date
+    known: frozenset[str] = field(default_factory=lambda: frozenset(reference.municipalities()))
+    old: frozenset[str] = field(default_factory=lambda: frozenset(reference.crosswalk()))
+
+
+Mask = Callable[[pa.Table, Context], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One expectation of the suite and the identical condition as a mask (True = row fails)."""
+
+    check: str
+    column: str
+    expectation: str  # the GX 1.x expectation class (built-in, or ours in gx_suite)
+    kwargs: Callable[[Context], Mapping[str, Any]]
+    mask: Mask
+
+    @property
+    def label(self) -> str:
+        return f"{self.check}: {self.expectation}({self.column})"
+
+
+def _np(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    if isinstance(mask, pa.ChunkedArray):
+        mask = mask.combine_chunks()
+    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _null(column: str) -> Mask:
+    return lambda t, c: _np(pc.is_null(t[column]))
+
+
+def _matches(column: str, pattern: str) -> Mask:
+    return lambda t, c: _np(pc.match_substring_regex(t[column], pattern))
+
+
+def _not_matching(column: str, pattern: str) -> Mask:
+    return lambda t, c: _np(pc.invert(pc.match_substring_regex(t[column], pattern)))
+
+
+def _longer(column: str, limit: int) -> Mask:
+    return lambda t, c: _np(pc.greater(pc.utf8_length(t[column]), limit))
+
+
+def _after_today(column: str) -> Mask:
+    return lambda t, c: _np(pc.greater(t[column], pa.scalar(c.today, pa.date32())))
+
+
+def _nn(aspect: str) -> Mask:
+    def mask(t: pa.Table, c: Context) -> np.ndarray:
+        return getattr(national_number.check(t["insz"], c.today), aspect)
+
+    return mask
+
+
+def _duplicated(t: pa.Table, c: Context) -> np.ndarray:
+    col = t["insz"]
+    counts = pc.value_counts(col)
+    dupes = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
+    return _np(pc.is_in(col, value_set=dupes)) & _np(pc.is_valid(col))
+
+
+def _bis_registered(t: pa.Table, c: Context) -> np.ndarray:
+    return _np(t["ingeschreven"]) & _np(pc.match_substring_regex(t["insz"], BIS_MONTH))
+
+
+def _outside(column: str, allowed: Callable[[Context], frozenset[str]]) -> Mask:
+    return lambda t, c: _np(
+        pc.and_(pc.is_valid(t[column]), pc.invert(pc.is_in(t[column], pa.array(sorted(allowed(c))))))
+    )
+
+
+def _inside(column: str, values: Callable[[Context], frozenset[str]]) -> Mask:
+    return lambda t, c: _np(pc.is_in(t[column], pa.array(sorted(values(c)), pa.string())))
+
+
+def _none(c: Context) -> Mapping[str, Any]:
+    return {}
+
+
+def _names(
+    check: str, build: Callable[[str], tuple[str, Callable[[Context], Mapping[str, Any]], Mask]]
+) -> list[Rule]:
+    return [Rule(check, col, *build(col)) for col in ("familienaam", "voornamen")]
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("insz_format", "insz", "ExpectColumnValuesToNotBeNull", _none, _null("insz")),
+    Rule(
+        "insz_format",
+        "insz",
+        "ExpectColumnValuesToMatchRegex",
+        lambda c: {"regex": ELEVEN_DIGITS},
+        _not_matching("insz", ELEVEN_DIGITS),
+    ),
+    Rule(
+        "insz_checksum",
+        "insz",
+        "ExpectColumnValuesToPassTheNationalNumberChecksum",
+        lambda c: {"today": c.today.isoformat()},
+        _nn("bad_checksum"),
+    ),
+    Rule(
+        "insz_birth_date",
+        "insz",
+        "ExpectColumnValuesToEncodeARealBirthDate",
+        lambda c: {"today": c.today.isoformat()},
+        _nn("bad_birth_date"),
+    ),
+    Rule("insz_duplicate", "insz", "ExpectColumnValuesToBeUnique", _none, _duplicated),
+    Rule(
+        "bis_registered",
+        "insz",
+        "ExpectColumnValuesToNotMatchRegex",
+        lambda c: {"regex": BIS_MONTH, "row_condition": "ingeschreven==True", "condition_parser": "pandas"},
+        _bis_registered,
+    ),
+    *_names("name_missing", lambda col: ("ExpectColumnValuesToNotBeNull", _none, _null(col))),
+    *_names(
+        "name_missing",
+        lambda col: ("ExpectColumnValuesToNotMatchRegex", lambda c: {"regex": BLANK}, _matches(col, BLANK)),
+    ),
+    *_names(
+        "name_invalid",
+        lambda col: (
+            "ExpectColumnValuesToNotMatchRegex",
+            lambda c: {"regex": CONTROL},
+            _matches(col, CONTROL),
+        ),
+    ),
+    *_names(
+        "name_invalid",
+        lambda col: (
+            "ExpectColumnValueLengthsToBeBetween",
+            lambda c: {"max_value": MAX_NAME_LENGTH},
+            _longer(col, MAX_NAME_LENGTH),
+        ),
+    ),
+    Rule(
+        "nis_unknown",
+        "nis_code",
+        "ExpectColumnValuesToBeInSet",
+        lambda c: {"value_set": sorted(c.known | c.old)},
+        _outside("nis_code", lambda c: c.known | c.old),
+    ),
+    Rule(
+        "value_unparsed",
+        "unparsed",
+        "ExpectColumnValuesToBeNull",
+        _none,
+        lambda t, c: _np(pc.is_valid(t["unparsed"])),
+    ),
+    *[
+        Rule(
+            "date_in_future",
+            col,
+            "ExpectColumnValuesToBeBetween",
+            lambda c: {"max_value": c.today},
+            _after_today(col),
+        )
+        for col in ("contract_op", "attest_op", "overleden_op")
+    ],
+)
+WARNING_RULES: tuple[Rule, ...] = (
+    Rule(
+        "nis_pre_2025",
+        "nis_code",
+        "ExpectColumnValuesToNotBeInSet",
+        lambda c: {"value_set": sorted(c.old)},
+        _inside("nis_code", lambda c: c.old),
+    ),
+)
+
+
 @dataclass
 class CheckResult:
     passed: pa.Table  # rows that go on, NIS codes mapped to 2025
     failed: pa.Table  # rows held back, with failed_check
-    failures: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)  # rows per first failing check
     warnings: dict[str, int] = field(default_factory=dict)
+    rule_counts: dict[str, int] = field(default_factory=dict)  # rows failing each rule (any order)
+    by_municipality: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def rows_checked(self) -> int:
@@ -55,72 +247,56 @@ class CheckResult:
         return self.failed.num_rows / self.rows_checked if self.rows_checked else 0.0
 
 
-def _np(mask: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    if isinstance(mask, pa.ChunkedArray):
-        mask = mask.combine_chunks()
-    return np.asarray(pc.fill_null(mask, False).to_numpy(zero_copy_only=False), dtype=bool)
+def _map_old_codes(nis: pa.ChunkedArray, crosswalk: Mapping[str, str]) -> pa.ChunkedArray | pa.Array:
+    mapping_from = pa.array(list(crosswalk), pa.string())
+    mapping_to = pa.array(list(crosswalk.values()), pa.string())
+    idx = pc.index_in(nis, value_set=mapping_from)
+    return pc.if_else(pc.is_valid(idx), pc.take(mapping_to, pc.fill_null(idx, 0)), nis)
 
 
-def _blank(col: pa.ChunkedArray) -> np.ndarray:
-    return _np(pc.or_(pc.is_null(col), pc.equal(pc.utf8_trim_whitespace(pc.fill_null(col, "")), "")))
-
-
-def _invalid_name(col: pa.ChunkedArray) -> np.ndarray:
-    control = pc.match_substring_regex(col, r"[\x00-\x1f\x7f-\x9f\x{2028}\x{2029}]")
-    too_long = pc.greater(pc.utf8_length(col), MAX_NAME_LENGTH)
-    return _np(pc.or_(control, too_long))
-
-
-def _duplicated(col: pa.ChunkedArray) -> np.ndarray:
-    counts = pc.value_counts(col)
-    dupes = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-    return _np(pc.is_in(col, value_set=dupes)) & _np(pc.is_valid(col))
+def _per_municipality(nis: pa.ChunkedArray | pa.Array, failed: np.ndarray) -> dict[str, dict[str, int]]:
+    """Rows passed and held per residence code (mapped; 'unknown' when NULL): counts only."""
+    keys = pc.fill_null(nis, "unknown")
+    table = pa.table({"nis": keys, "failed": pa.array(failed)})
+    grouped = table.group_by("nis").aggregate([("failed", "count"), ("failed", "sum")])
+    out = {}
+    for row in grouped.to_pylist():
+        held = int(row["failed_sum"] or 0)
+        out[row["nis"]] = {"passed": int(row["failed_count"]) - held, "quarantined": held}
+    return out
 
 
 def run(extract: pa.Table, today: date) -> CheckResult:
-    """Apply every blocking check; ``today`` is the run's calendar date (for 'future')."""
+    """Apply every blocking rule; ``today`` is the run's calendar date (for 'future')."""
     with scrubbed("checking data quality"):
-        insz = extract["insz"]
-        nn = national_number.check(insz, today)
-        known = pa.array(sorted(reference.municipalities()), pa.string())
-        crosswalk = reference.crosswalk()
-        old_codes = pa.array(sorted(crosswalk), pa.string())
-        nis = extract["nis_code"]
-        is_old = _np(pc.is_in(nis, value_set=old_codes))
-        in_reference = _np(pc.is_in(nis, value_set=known))
-        today_scalar = pa.scalar(today, pa.date32())
-        future = np.zeros(extract.num_rows, dtype=bool)
-        for column in ("contract_op", "attest_op", "overleden_op"):
-            future |= _np(pc.greater(extract[column], today_scalar))
-        masks = {
-            "insz_format": nn.bad_format,
-            "insz_checksum": nn.bad_checksum,
-            "insz_birth_date": nn.bad_birth_date,
-            "insz_duplicate": _duplicated(insz),
-            "bis_registered": nn.is_bis & _np(extract["ingeschreven"]),
-            "name_missing": _blank(extract["familienaam"]) | _blank(extract["voornamen"]),
-            "name_invalid": _invalid_name(extract["familienaam"]) | _invalid_name(extract["voornamen"]),
-            "nis_unknown": _np(pc.is_valid(nis)) & ~in_reference & ~is_old,
-            "value_unparsed": _np(pc.is_valid(extract["unparsed"])),
-            "date_in_future": future,
-        }
+        ctx = Context(today)
+        masks = [(rule, rule.mask(extract, ctx)) for rule in RULES]
         first = np.full(extract.num_rows, "", dtype=object)
-        for name in reversed(CHECKS):  # the first failing check in CHECKS order wins
-            first = np.where(masks[name], name, first)
+        for check in reversed(CHECKS):  # the first failing check in CHECKS order wins
+            failing = np.zeros(extract.num_rows, dtype=bool)
+            for rule, mask in masks:
+                if rule.check == check:
+                    failing |= mask
+            first = np.where(failing, check, first)
         failed_mask = first != ""
         failures = {name: int(np.count_nonzero(first == name)) for name in CHECKS}
+        rule_counts = {rule.label: int(np.count_nonzero(mask)) for rule, mask in masks}
+        for rule in WARNING_RULES:
+            rule_counts[rule.label] = int(np.count_nonzero(rule.mask(extract, ctx)))
 
-        mapped = nis
-        if is_old.any():
-            mapping_from = pa.array(list(crosswalk), pa.string())
-            mapping_to = pa.array(list(crosswalk.values()), pa.string())
-            idx = pc.index_in(nis, value_set=mapping_from)
-            mapped = pc.if_else(pc.is_valid(idx), pc.take(mapping_to, pc.fill_null(idx, 0)), nis)
+        nis = extract["nis_code"]
+        is_old = _inside("nis_code", lambda c: c.old)(extract, ctx)
+        mapped = _map_old_codes(nis, reference.crosswalk()) if is_old.any() else nis
         with_nis = extract.set_column(extract.schema.get_field_index("nis_code"), "nis_code", mapped)
-        keep = pa.array(~failed_mask)
-        passed = with_nis.filter(keep)
+        passed = with_nis.filter(pa.array(~failed_mask))
         failed = extract.filter(pa.array(failed_mask)).append_column(
             "failed_check", pa.array(first[failed_mask].tolist(), pa.string())
         )
-        warnings = {"nis_pre_2025": int(np.count_nonzero(is_old & ~failed_mask))}
-        return CheckResult(passed, failed, {k: v for k, v in failures.items() if v}, warnings)
+        return CheckResult(
+            passed=passed,
+            failed=failed,
+            failures={k: v for k, v in failures.items() if v},
+            warnings={"nis_pre_2025": int(np.count_nonzero(is_old & ~failed_mask))},
+            rule_counts=rule_counts,
+            by_municipality=_per_municipality(mapped, failed_mask),
+        )

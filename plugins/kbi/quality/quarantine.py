@@ -55,6 +55,35 @@ class Quarantine:
                 conn.execute(self._sql("insert_row"), rows)
         return len(rows)
 
+    def purge(self, older_than_days: int, today: date) -> int:
+        """Delete rows detected more than ``older_than_days`` ago; returns how many."""
+        cutoff = date.fromordinal(today.toordinal() - older_than_days).isoformat()
+        with self.engine.begin() as conn:
+            return conn.execute(self._sql("purge"), {"cutoff": cutoff}).rowcount
+
+    def rows(
+        self,
+        run_id: str | None = None,
+        nis_code: str | None = None,
+        check_name: str | None = None,
+        include_resolved: bool = False,
+    ) -> list[dict]:
+        """The quarantined rows, personal data included: for the quality officer's eyes only."""
+        params = {
+            "run_id": run_id,
+            "nis_code": nis_code,
+            "check_name": check_name,
+            "include_resolved": int(include_resolved),
+        }
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(self._sql("list"), params).mappings()]
+
+    def resolve(self, row_id: int, resolution: str, today: date) -> bool:
+        """Mark a row handled (e.g. 'corrected in KBI'); False when unknown or already resolved."""
+        with self.engine.begin() as conn:
+            params = {"id": row_id, "resolution": resolution, "resolved_on": today.isoformat()}
+            return conn.execute(self._sql("resolve"), params).rowcount == 1
+
     def counts(self, run_id: str) -> dict[str, int]:
         with self.engine.connect() as conn:
             return {r.check_name: r.n for r in conn.execute(self._sql("count_by_check"), {"run_id": run_id})}
