@@ -280,8 +280,20 @@ def connection_env(places: Places, *, sftp_port: int, smtp_port: int, sms_port: 
     }
 
 
-def airflow_env(places: Places, *, api_port: int, log_server_port: int) -> dict[str, str]:
-    """The Airflow settings of the demo: its own home and SQLite database, LocalExecutor."""
+def airflow_env(
+    places: Places,
+    *,
+    api_port: int,
+    log_server_port: int,
+    executor: str = "LocalExecutor",
+    db_url: str | None = None,
+    broker_url: str | None = None,
+) -> dict[str, str]:
+    """The Airflow settings of the demo: its own home and SQLite database, LocalExecutor.
+
+    ``executor``, ``db_url`` and ``broker_url`` let a test run the same stack distributed
+    (CeleryExecutor on PostgreSQL and Redis); the Celery results go to the metadata database.
+    """
     s = secrets_of(places)
     home = places.airflow_home
     home.mkdir(parents=True, exist_ok=True)
@@ -289,12 +301,12 @@ def airflow_env(places: Places, *, api_port: int, log_server_port: int) -> dict[
     passwords.write_text(json.dumps({"admin": s["admin_password"]}))
     passwords.chmod(0o600)
     base = f"http://127.0.0.1:{api_port}"
-    return {
+    values = {
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(settings.PROJECT_ROOT / "dags"),
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": executor,
         "AIRFLOW__CORE__PARALLELISM": "4",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
@@ -304,7 +316,7 @@ def airflow_env(places: Places, *, api_port: int, log_server_port: int) -> dict[
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",  # a login, even in the demo
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords),
-        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{home / 'airflow.db'}",
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db_url or f"sqlite:///{home / 'airflow.db'}",
         "AIRFLOW__API__HOST": "127.0.0.1",
         "AIRFLOW__API__PORT": str(api_port),
         "AIRFLOW__API__BASE_URL": base,
@@ -314,3 +326,9 @@ def airflow_env(places: Places, *, api_port: int, log_server_port: int) -> dict[
         "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(log_server_port),
         "PYTHONPATH": os.pathsep.join([str(settings.PROJECT_ROOT / "plugins"), str(settings.PROJECT_ROOT)]),
     }
+    if broker_url:
+        if not db_url:
+            raise ValueError("a Celery broker needs a shared metadata database (db_url) for its results")
+        values["AIRFLOW__CELERY__BROKER_URL"] = broker_url
+        values["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{db_url}"
+    return values

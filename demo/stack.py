@@ -107,20 +107,43 @@ class Stack:
             ports[name] = int(port_file.read_text().strip())
         return ports
 
-    def start_airflow(self, ports: dict[str, int], api_port: int | None = None) -> None:
+    def start_airflow(
+        self,
+        ports: dict[str, int],
+        api_port: int | None = None,
+        *,
+        executor: str = "LocalExecutor",
+        db_url: str | None = None,
+        broker_url: str | None = None,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        """api-server, scheduler, dag-processor; with the CeleryExecutor also a Celery worker.
+
+        ``extra_env`` is applied last (e.g. connections on another database, worker concurrency).
+        """
         self.api_port = api_port or free_port()
         self.env = {
             **os.environ,
-            **airflow_env(self.places, api_port=self.api_port, log_server_port=free_port()),
+            **airflow_env(
+                self.places,
+                api_port=self.api_port,
+                log_server_port=free_port(),
+                executor=executor,
+                db_url=db_url,
+                broker_url=broker_url,
+            ),
             **connection_env(
                 self.places, sftp_port=ports["sftp"], smtp_port=ports["mail"], sms_port=ports["sms"]
             ),
+            **(extra_env or {}),
         }
         airflow = str(BIN / "airflow")
         subprocess.run([airflow, "db", "migrate"], env=self.env, check=True, capture_output=True, timeout=300)
         self._spawn("api-server", [airflow, "api-server", "--port", str(self.api_port)], self.env)
         self._spawn("scheduler", [airflow, "scheduler"], self.env)
         self._spawn("dag-processor", [airflow, "dag-processor"], self.env)
+        if executor == "CeleryExecutor":
+            self._spawn("celery-worker", [airflow, "celery", "worker"], self.env)
 
     def wait_healthy(self, timeout: float = 180) -> None:
         deadline = time.monotonic() + timeout

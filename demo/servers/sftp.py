@@ -90,9 +90,12 @@ class _Faults:
 
     def __init__(self) -> None:
         self.fail_writes_after: int | None = None
+        self.cuts_left: int | None = None  # None: cut every session that writes enough
         self.disk_full_prefix: str | None = None
         self.disk_full_max_bytes: int | None = None
         self.read_only_prefix: str | None = None
+        # Like internal-sftp's per-file log: which paths were opened for reading (audit).
+        self.opened_for_reading: list[str] = []
 
 
 class _SFTPSession(asyncssh.SFTPServer):
@@ -113,6 +116,8 @@ class _SFTPSession(asyncssh.SFTPServer):
     def open(self, path: bytes, pflags: int, attrs: asyncssh.SFTPAttrs) -> object:
         if pflags & _WRITE_PFLAGS:
             self._deny_if_read_only(path)
+        else:
+            self._faults.opened_for_reading.append(_vpath(path))
         file_obj = super().open(path, pflags, attrs)
         self._files[file_obj] = [_vpath(path), 0]
         return file_obj
@@ -138,6 +143,10 @@ class _SFTPSession(asyncssh.SFTPServer):
                 super().write(file_obj, offset, data[:keep])
             self._session_written += keep
             self._cut = True
+            if faults.cuts_left is not None:
+                faults.cuts_left -= 1
+                if faults.cuts_left <= 0:
+                    faults.fail_writes_after = None  # a passing fault: the retry goes through
             log.info("fault: cutting connection after %d bytes written", self._session_written)
             self.connection.abort()
             raise asyncssh.SFTPConnectionLost("Connection cut by fault hook")
@@ -279,14 +288,22 @@ class SftpServer:
         self._host_public_key = public_key_line(self.host_key_path)
 
     # -- fault hooks ---------------------------------------------------------------------------
-    def set_fail_writes_after(self, n_bytes: int | None) -> None:
+    def set_fail_writes_after(self, n_bytes: int | None, times: int | None = None) -> None:
         """Abort the connection once a session has written more than ``n_bytes`` (None: off)."""
         self._faults.fail_writes_after = n_bytes
+        self._faults.cuts_left = times
 
     def set_disk_full(self, path_prefix: str | None, max_bytes: int | None) -> None:
         """Writes past ``max_bytes`` per file under ``path_prefix`` fail (SFTP failure, ENOSPC-like)."""
         self._faults.disk_full_prefix = path_prefix
         self._faults.disk_full_max_bytes = max_bytes if path_prefix is not None else None
+
+    def opened_for_reading(self) -> list[str]:
+        """Paths opened for reading since start or the last ``clear_audit`` (the audit log)."""
+        return list(self._faults.opened_for_reading)
+
+    def clear_audit(self) -> None:
+        self._faults.opened_for_reading.clear()
 
     def set_read_only(self, path_prefix: str | None) -> None:
         """Writes, renames, removes and mkdirs under ``path_prefix`` get "permission denied"."""

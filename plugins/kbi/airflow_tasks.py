@@ -196,3 +196,60 @@ def remove_staging() -> bool:
     removed = pipeline.cleanup(settings.load(), ctx["run_id"])
     log.info("Staging area of run %s %s", ctx["run_id"], "removed" if removed else "was already gone")
     return removed
+
+
+# --- kbi_pickup_monitor -------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
+
+
+def sweep_pickups() -> dict[str, Any]:
+    """P8: pickups, reminders and purges of published files; a failure for one municipality
+    does not stop the others, but fails the task (so it is retried and seen) at the end."""
+    from airflow.sdk.exceptions import AirflowException
+
+    from kbi import airflow_glue, monitor, registry
+
+    s = settings.load()
+    ledger = airflow_glue.ledger()
+    ledger.migrate()
+    try:
+        reg: registry.Registry | None = registry.load(s.registry_path)
+    except registry.RegistryError as exc:
+        # Pickups and purges need no registry; only the messages do (they fail per municipality).
+        log.error("The recipients registry cannot be read; reminders cannot be sent: %s", exc)
+        reg = None
+    result = monitor.PickupMonitor(ledger, airflow_glue.AirflowChannels(), s, reg).sweep(_now())
+    log.info(
+        "Checked %d file(s): %d picked up, %d reminded, %d purged, %d still waiting",
+        result.checked,
+        len(result.picked_up),
+        len(result.reminded),
+        len(result.purged),
+        len(result.waiting),
+    )
+    if result.failed:
+        failures = "; ".join(f"{nis}: {why}" for nis, why in sorted(result.failed.items()))
+        raise AirflowException(f"{len(result.failed)} inbox(es) could not be handled: {failures}")
+    return result.as_dict()
+
+
+def report_deliveries(swept: dict[str, Any] | None) -> int:
+    """The state of every delivery of the current year, as one table in the task log.
+
+    Runs also when the sweep failed (the table is most needed then) and then fails itself, so the
+    run shows red instead of green."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from kbi import airflow_glue, monitor
+
+    now = _now()
+    deliveries = airflow_glue.ledger().deliveries_published_since(monitor.year_start(now.date()))
+    log.info("Deliveries of %d (%d):\n%s", now.year, len(deliveries), monitor.state_table(deliveries, now))
+    if swept is None:
+        raise AirflowFailException("the sweep did not complete; see sweep_pickups")
+    return len(deliveries)

@@ -32,7 +32,7 @@ import pyarrow.parquet as pq
 
 from kbi import crypto, listfile, messages, registry, transport
 from kbi.errors import KbiError, scrubbed
-from kbi.ledger import Delivery, Ledger
+from kbi.ledger import AlreadyDelivered, Delivery, Ledger
 from kbi.ledger.store import utcnow
 
 log = logging.getLogger(__name__)
@@ -297,13 +297,27 @@ class DeliveryMachine:
                 {"reason": exc.code},
             )
             raise
-        except KbiError:
-            raise
+        except (NotificationFailed, AlreadyDelivered):
+            raise  # recorded where it happened; P3 is decided by the caller
         except Exception as exc:
-            raise KbiError(f"{job.recipient.label}: {transport.describe(exc)}") from None
+            reason = str(exc) if isinstance(exc, KbiError) else transport.describe(exc)
+            self._record_failure(job, reason)
+            # The task log names the municipality and the cause; the error keeps its type.
+            error_type = type(exc) if isinstance(exc, KbiError) else KbiError
+            failure = error_type(f"{job.recipient.label}: {reason}")
+        else:
+            return d
         finally:
             passphrase = None
-        return d
+        raise failure
+
+    def _record_failure(self, job: Job, reason: str) -> None:
+        """The ledger says why an attempt failed (causes only, never data; a retry carries on)."""
+        current = self.ledger.get_delivery(job.delivery_id)
+        if current is not None:
+            self.ledger.transition(
+                current.with_(last_error=reason), "delivery_attempt_failed", {"reason": reason}
+            )
 
     def _step(
         self, job: Job, d: Delivery, sftp: paramiko.SFTPClient, passphrase: str | None, passphrase_mode: bool

@@ -12,6 +12,7 @@ from functools import cache
 from pathlib import Path
 
 import jinja2
+from markupsafe import escape as html_escape
 
 from kbi import settings
 
@@ -93,3 +94,49 @@ def receipt(
         text=_render("mail/receipt.txt.j2", **values),
         html=_render("mail/receipt.html.j2", subject=subject, **values),
     )
+
+
+def _plain_mail(template: str, **values: object) -> Mail:
+    """A short notice (reminder, purge): plain text, and the same text as simple HTML."""
+    values = {"disclaimer": DISCLAIMER, "error_report_url": settings.load().error_report_url, **values}
+    subject = _render(f"mail/{template}_subject.txt.j2", **values)
+    text = _render(f"mail/{template}.txt.j2", **values)
+    paragraphs = "".join(f"<p>{html_escape(p)}</p>" for p in text.split("\n\n"))
+    html = (
+        f'<!DOCTYPE html><html lang="nl"><head><meta charset="utf-8"></head><body>{paragraphs}</body></html>'
+    )
+    return Mail(subject=subject, text=text, html=html)
+
+
+def reminder(
+    *, municipality: str, file_name: str, inbox: str, published_on: str, days: int, purge_on: str
+) -> Mail:
+    """P8: the file has waited too long on the transfer server."""
+    return _plain_mail(
+        "reminder",
+        municipality=municipality,
+        file_name=file_name,
+        inbox=inbox,
+        published_on=published_on,
+        days=days,
+        purge_on=purge_on,
+    )
+
+
+def sms_reminder(file_name: str, published_on: str, purge_on: str) -> str:
+    return _render("sms/reminder.txt.j2", file_name=file_name, published_on=published_on, purge_on=purge_on)
+
+
+def purged(*, municipality: str, file_name: str, published_on: str, purged_on: str) -> Mail:
+    """P8: the file was removed from the transfer server because nobody picked it up."""
+    return _plain_mail(
+        "purged",
+        municipality=municipality,
+        file_name=file_name,
+        published_on=published_on,
+        purged_on=purged_on,
+    )
+
+
+def sms_purged(file_name: str) -> str:
+    return _render("sms/purged.txt.j2", file_name=file_name)

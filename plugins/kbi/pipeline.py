@@ -401,6 +401,7 @@ def deliver(
         workdir=directory / "work" / item["nis_code"],
         sftp_staging_dir=settings.sftp_staging_dir,
         retention_years=settings.retention_years,
+        purge_after_days=settings.pickup_purge_days,
     )
     today = date.fromisoformat(plan_["today"])
     machine = DeliveryMachine(ledger, channels, today, **({"on_secret": on_secret} if on_secret else {}))
@@ -503,6 +504,7 @@ def summarise(
     }
     _write_json(reports_dir(settings, run_id) / "summary.json", summary)
     if not plan_["dry_run"]:
+        _release_unfinished(ledger, run_id)
         state = "failed" if failed else "success"
         ledger.finish_run(run_id, state, {k: summary[k] for k in ("municipalities", "rows")})
     if failed:
@@ -511,6 +513,19 @@ def summarise(
             f"{len(failed)} municipality(ies) not delivered: {', '.join(failed)}; see their tasks"
         )
     return summary
+
+
+UNFINISHED = ("planned", "encrypted", "uploaded", "withdrawn")
+
+
+def _release_unfinished(ledger: Ledger, run_id: str) -> None:
+    """Deliveries of this run that never reached their final name are failed: nothing of them is
+    visible on the server, so their P3 period is free for a new run (a cleared task resumes)."""
+    for d in ledger.deliveries_of_run(run_id):
+        if d.state in UNFINISHED:
+            reason = d.last_error or "the run ended before this list was published"
+            failed = d.with_(state="failed", last_error=reason)
+            ledger.transition(failed, "delivery_failed", {"reason": reason})
 
 
 def cleanup(settings: Settings, run_id: str) -> bool:

@@ -63,6 +63,10 @@ class Settings:
     min_count_change_rows: int
     # Quarantined rows older than this are purged (the quality officer resolves them before).
     quarantine_retention_days: int
+    # P8: a file still on the transfer server after this many days gets one reminder; after
+    # purge_after_days it is deleted from the server.
+    pickup_reminder_days: int
+    pickup_purge_days: int
     # P10: a municipality keeps the data at most this many years; stated on every receipt.
     retention_years: int
     # P4: go-live date of the MAGDA list web service; none configured means no sunset yet.
@@ -88,6 +92,8 @@ def load() -> Settings:
         max_count_change=_float("KBI_MAX_COUNT_CHANGE", 0.5),
         min_count_change_rows=_int("KBI_MIN_COUNT_CHANGE_ROWS", 20),
         quarantine_retention_days=_int("KBI_QUARANTINE_RETENTION_DAYS", 180),
+        pickup_reminder_days=_int("KBI_PICKUP_REMINDER_DAYS", 7),
+        pickup_purge_days=_int("KBI_PICKUP_PURGE_DAYS", 30),
         retention_years=_int("KBI_RETENTION_YEARS", 5),
         magda_go_live=_date("KBI_MAGDA_GO_LIVE"),
         sftp_staging_dir=os.environ.get("KBI_SFTP_STAGING_DIR") or None,

@@ -259,6 +259,17 @@ class Ledger:
             rows = conn.execute(self._sql("last_delivered_counts")).mappings().all()
         return {r["nis_code"]: int(r["row_count"] or 0) for r in rows}
 
+    def open_deliveries(self) -> list[Delivery]:
+        """Published lists that, as far as the ledger knows, are still on the transfer server."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._sql("open_deliveries")).mappings().all()
+        return [Delivery.from_row(r) for r in rows]
+
+    def deliveries_published_since(self, since: str) -> list[Delivery]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._sql("deliveries_published_since"), {"since": since}).mappings().all()
+        return [Delivery.from_row(r) for r in rows]
+
     def deliveries_of_run(self, run_id: str) -> list[Delivery]:
         with self.engine.connect() as conn:
             rows = conn.execute(self._sql("deliveries_of_run"), {"run_id": run_id}).mappings().all()
