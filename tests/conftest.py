@@ -79,3 +79,13 @@ def postgres_db() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def airflow_logs_to_fd1() -> None:
+    """dag.test() writes task logs through the logging Airflow set up at import time, bound to
+    whatever sys.stdout was then; a test's capture is closed after it, and later tests' logs
+    would vanish. Bound to the real fd 1 instead, every test's capfd sees its own task logs."""
+    from airflow.sdk.log import configure_logging
+
+    configure_logging(output=sys.__stdout__)
