@@ -11,6 +11,9 @@ For every delivered file that has not been picked up, the municipality's inbox i
 | there after `KBI_PICKUP_PURGE_DAYS` (30) days | deleted from the server, municipality told, purge recorded |
 
 `report_deliveries` logs one table with the state of every delivery of the current year.
+`warn_expiring_keys` asks a municipality whose key expires within `KBI_KEY_EXPIRY_WARNING_DAYS`
+(60) days, or can no longer be used, for a new key (at most once a week) and tells the data
+engineers (P6).
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ def kbi_pickup_monitor():
     def report_deliveries(swept: dict | None) -> int:
         return t.report_deliveries(swept)
 
+    @task
+    def warn_expiring_keys() -> dict:
+        return t.warn_expiring_keys()
+
     report_deliveries(sweep_pickups())
+    warn_expiring_keys()
 
 
 kbi_pickup_monitor()

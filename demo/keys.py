@@ -16,7 +16,7 @@ from pathlib import Path
 
 import gnupg
 
-KINDS = ("cv25519", "rsa3072", "rsa2048", "expired", "revoked", "signonly")
+KINDS = ("cv25519", "rsa3072", "rsa2048", "expired", "expiring", "revoked", "signonly")
 
 
 @dataclass(frozen=True)
@@ -30,12 +30,16 @@ def _params(kind: str, name: str, email: str) -> str:
     head = {
         "cv25519": "Key-Type: eddsa\nKey-Curve: ed25519\nSubkey-Type: ecdh\nSubkey-Curve: cv25519\n",
         "expired": "Key-Type: eddsa\nKey-Curve: ed25519\nSubkey-Type: ecdh\nSubkey-Curve: cv25519\n",
+        "expiring": "Key-Type: eddsa\nKey-Curve: ed25519\nSubkey-Type: ecdh\nSubkey-Curve: cv25519\n",
         "revoked": "Key-Type: eddsa\nKey-Curve: ed25519\nSubkey-Type: ecdh\nSubkey-Curve: cv25519\n",
-        "rsa3072": "Key-Type: RSA\nKey-Length: 3072\nSubkey-Type: RSA\nSubkey-Length: 3072\n",
-        "rsa2048": "Key-Type: RSA\nKey-Length: 2048\nSubkey-Type: RSA\nSubkey-Length: 2048\n",
+        # The primary key signs only, so exactly one (sub)key encrypts, as onboarding requires.
+        "rsa3072": "Key-Type: RSA\nKey-Length: 3072\nKey-Usage: sign\nSubkey-Type: RSA\nSubkey-Length: 3072\n"
+        "Subkey-Usage: encrypt\n",
+        "rsa2048": "Key-Type: RSA\nKey-Length: 2048\nKey-Usage: sign\nSubkey-Type: RSA\nSubkey-Length: 2048\n"
+        "Subkey-Usage: encrypt\n",
         "signonly": "Key-Type: eddsa\nKey-Curve: ed25519\nKey-Usage: sign\n",
     }[kind]
-    expire = "1y" if kind == "expired" else "0"
+    expire = {"expired": "1y", "expiring": "30d"}.get(kind, "0")
     return f"{head}Name-Real: {name}\nName-Email: {email}\nExpire-Date: {expire}\n%no-protection\n%commit\n"
 
 

@@ -253,3 +253,27 @@ def report_deliveries(swept: dict[str, Any] | None) -> int:
     if swept is None:
         raise AirflowFailException("the sweep did not complete; see sweep_pickups")
     return len(deliveries)
+
+
+def warn_expiring_keys() -> dict[str, Any]:
+    """P6: keys that expire soon (or can no longer be used), to the municipality at most once a
+    week and to the data engineers."""
+    from kbi import airflow_glue, keywatch, registry
+
+    s = settings.load()
+    ledger = airflow_glue.ledger()
+    ledger.migrate()
+    reg = registry.load(s.registry_path)
+    found, sent = keywatch.warn(
+        reg, ledger, airflow_glue.AirflowChannels(), _now(), s.key_expiry_warning_days
+    )
+    for notice in found:
+        log.warning("Key needs renewing: %s", notice.line())
+    if sent:
+        lines = "\n".join(f"- {n.line()}" for n in sent)
+        airflow_glue.alert_data_engineers(
+            f"[KBI] {len(sent)} municipality key(s) to renew",
+            f"These municipalities were asked for a new key today:\n{lines}\n\n"
+            "Onboard the new key with `kbi keys onboard` after confirming its fingerprint by phone.\n",
+        )
+    return {"needing_renewal": [n.nis_code for n in found], "notified": [n.nis_code for n in sent]}

@@ -3,6 +3,9 @@
     kbi registry check [PATH]           validate the recipients registry (errors name entry and field)
     kbi ledger verify                   check the ledger's hash chain; exit 1 at the first broken link
     kbi ledger migrate                  apply the ledger's migrations (a no-op when up to date)
+    kbi keys check KEYFILE              is this key fit for a municipality? (strength, expiry, …)
+    kbi keys onboard NIS KEYFILE [--confirm FPR] [--replace OLD_FPR]
+                                        pin a municipality's key after a phone confirmation
     kbi quarantine list [--run R] [--nis N] [--check C] [--all] [--csv]
                                         the rows held back, for the quality officer (personal data!)
     kbi quarantine resolve ID --note T  mark a row handled (e.g. "gecorrigeerd in KBI")
@@ -119,6 +122,36 @@ def _quarantine_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _keys_check(args: argparse.Namespace) -> int:
+    from kbi import keys
+
+    try:
+        report = keys.inspect(Path(args.key_file), _today())
+    except keys.OnboardingError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    k = report.key
+    print(
+        f"{k.algorithm}-{k.bits}, expires {k.expires or 'never'}, fingerprint {keys.grouped(k.fingerprint)}"
+    )
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    return 0
+
+
+def _keys_onboard(args: argparse.Namespace) -> int:
+    from kbi import keys, registry
+
+    path = Path(args.registry) if args.registry else settings.load().registry_path
+    try:
+        outcome = keys.onboard(path, args.nis, Path(args.key_file), _today(), args.confirm, args.replace)
+    except (keys.OnboardingError, registry.RegistryError) as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(outcome.message)
+    return 0 if outcome.written else 2
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kbi", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -133,6 +166,20 @@ def main(argv: list[str] | None = None) -> int:
     led = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="action", required=True)
     led.add_parser("verify", help="check the hash chain").set_defaults(func=_ledger_verify)
     led.add_parser("migrate", help="apply migrations").set_defaults(func=_ledger_migrate)
+
+    kys = sub.add_parser("keys", help="municipalities' OpenPGP keys").add_subparsers(
+        dest="action", required=True
+    )
+    kc = kys.add_parser("check", help="check a key file")
+    kc.add_argument("key_file")
+    kc.set_defaults(func=_keys_check)
+    ko = kys.add_parser("onboard", help="pin (or rotate) a municipality's key in the registry")
+    ko.add_argument("nis")
+    ko.add_argument("key_file")
+    ko.add_argument("--confirm", help="the fingerprint the municipality confirmed by phone")
+    ko.add_argument("--replace", help="the fingerprint pinned now, when rotating to another key")
+    ko.add_argument("--registry", help="the registry file (default: KBI_REGISTRY)")
+    ko.set_defaults(func=_keys_onboard)
 
     qua = sub.add_parser("quarantine", help="rows held back by the quality checks (P11)").add_subparsers(
         dest="action", required=True

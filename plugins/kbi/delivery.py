@@ -219,6 +219,11 @@ class DeliveryMachine:
         detail = {"file_name": d.file_name, "inbox": d.inbox, "sha256": d.sha256, "size": d.size_bytes}
         return self.ledger.transition(d, "delivery_published", detail)
 
+    def _notification_failed(self, label: str, d: Delivery, event: str, reason: str) -> NotificationFailed:
+        """Record a failed SMS or e-mail (sent, failed and retried are all in the ledger)."""
+        self.ledger.transition(d.with_(last_error=reason), event, {"reason": reason})
+        return NotificationFailed(f"{label}: {reason}; the retry sends it again")
+
     def _announce(self, job: Job, d: Delivery) -> Delivery:
         r = job.recipient
         assert d.file_name and d.sha256 and d.inbox and d.delete_by and d.mode
@@ -227,7 +232,9 @@ class DeliveryMachine:
             try:
                 self.channels.sms(r.contacts.sms, text)
             except Exception as exc:
-                raise NotificationFailed(f"{r.label}: SMS failed ({type(exc).__name__}: {exc})") from None
+                raise self._notification_failed(
+                    r.label, d, "sms_failed", f"SMS failed ({type(exc).__name__}: {exc})"
+                ) from None
             d = self.ledger.transition(
                 d.with_(sms_sent_at=utcnow()), "sms_sent", {"phones": len(r.contacts.sms)}
             )
@@ -248,8 +255,8 @@ class DeliveryMachine:
             try:
                 self.channels.mail(r.contacts.email, mail)
             except Exception as exc:
-                raise NotificationFailed(
-                    f"{r.label}: e-mail receipt failed ({type(exc).__name__}: {exc})"
+                raise self._notification_failed(
+                    r.label, d, "mail_failed", f"e-mail receipt failed ({type(exc).__name__}: {exc})"
                 ) from None
             d = self.ledger.transition(
                 d.with_(mail_sent_at=utcnow()), "receipt_mailed", {"recipients": len(r.contacts.email)}

@@ -140,3 +140,10 @@ def purged(*, municipality: str, file_name: str, published_on: str, purged_on: s
 
 def sms_purged(file_name: str) -> str:
     return _render("sms/purged.txt.j2", file_name=file_name)
+
+
+def key_expiry(*, municipality: str, fingerprint: str, expires: str | None, problem: str | None) -> Mail:
+    """P6: the municipality's key is about to expire (or can no longer be used): send a new one."""
+    return _plain_mail(
+        "key_expiry", municipality=municipality, fingerprint=fingerprint, expires=expires, problem=problem
+    )

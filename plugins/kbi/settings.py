@@ -67,6 +67,8 @@ class Settings:
     # purge_after_days it is deleted from the server.
     pickup_reminder_days: int
     pickup_purge_days: int
+    # P6: keys expiring within this many days are announced to the municipality (weekly).
+    key_expiry_warning_days: int
     # P10: a municipality keeps the data at most this many years; stated on every receipt.
     retention_years: int
     # P4: go-live date of the MAGDA list web service; none configured means no sunset yet.
@@ -94,6 +96,7 @@ def load() -> Settings:
         quarantine_retention_days=_int("KBI_QUARANTINE_RETENTION_DAYS", 180),
         pickup_reminder_days=_int("KBI_PICKUP_REMINDER_DAYS", 7),
         pickup_purge_days=_int("KBI_PICKUP_PURGE_DAYS", 30),
+        key_expiry_warning_days=_int("KBI_KEY_EXPIRY_WARNING_DAYS", 60),
         retention_years=_int("KBI_RETENTION_YEARS", 5),
         magda_go_live=_date("KBI_MAGDA_GO_LIVE"),
         sftp_staging_dir=os.environ.get("KBI_SFTP_STAGING_DIR") or None,

@@ -350,6 +350,16 @@ class Ledger:
             )
         return delivery
 
+    def last_event_for(self, event_type: str, nis_code: str) -> str | None:
+        with self.engine.connect() as conn:
+            params = {"event_type": event_type, "nis_code": nis_code}
+            return conn.execute(self._sql("last_event_for"), params).scalar()
+
+    def record(self, event_type: str, detail: Mapping[str, object], *, nis_code: str | None = None) -> None:
+        """An event that belongs to no run or delivery (a key warning, a sweep)."""
+        with self._writing() as conn:
+            self._append(conn, event_type, detail, nis_code=nis_code)
+
     # --- the chain ----------------------------------------------------------------------------
 
     def events(self) -> list[dict]:
