@@ -32,6 +32,11 @@ test: $(STAMP) lint
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow"
 
+## make e2e-celery: the distribution through CeleryExecutor workers on PostgreSQL and Redis (127.0.0.1)
+.PHONY: e2e-celery
+e2e-celery: $(STAMP)
+	$(BIN)/python -m pytest -rs tests/celery/test_celery_distribution.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

@@ -173,12 +173,13 @@ def summarise(
     selected: list[dict[str, Any]] | None,
     results: list[dict[str, Any]] | None,
 ) -> dict[str, Any]:
-    from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+    from airflow.sdk.exceptions import AirflowFailException
 
     from kbi import airflow_glue, pipeline
 
     if plan_ is None:
-        raise AirflowSkipException("the run stopped before its plan; nothing to summarise")
+        # Failing (not skipping) keeps the run red: a skipped last task would make it green.
+        raise AirflowFailException("the run stopped before its plan was made (see the plan task)")
     ledger = airflow_glue.ledger()
     run = None if plan_["dry_run"] else ledger.get_run(plan_["run_id"])
     if checked is None or selected is None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,20 @@ class World:
         for k, v in values.items():
             self.monkeypatch.setenv(k, v)
             self.env[k] = v
+
+
+PASSPHRASE_SMS = re.compile(
+    r"wachtwoord voor (?P<file>\S+\.csv\.gpg): (?P<passphrase>[a-z0-9]{4}(?:-[a-z0-9]{4}){6})\b"
+)
+
+
+def passphrases(payloads: list[dict]) -> dict[str, str]:
+    """File name → the passphrase its SMS carried (the latest, should there be several)."""
+    found = {}
+    for payload in payloads:
+        if match := PASSPHRASE_SMS.search(payload["message"]):
+            found[match["file"]] = match["passphrase"]
+    return found
 
 
 def brussels_today() -> date:

@@ -16,7 +16,7 @@ from demo import environment as env
 from demo.stack import running
 from kbi import synth
 from tests import pii
-from tests.e2e.conftest import RECEIVING, brussels_today, e2e_recipients, read_view
+from tests.e2e.conftest import RECEIVING, brussels_today, e2e_recipients, passphrases, read_view
 
 pytestmark = pytest.mark.slow
 
@@ -66,11 +66,14 @@ def test_demo_stack_runs_the_distribution_through_the_scheduler(tmp_path, key_ca
     )
     assert found == {}, f"personal data found in: {found}"
     # The passphrases of this run went out by SMS only: masked wherever else they could surface.
-    passphrases = [
-        m["payload"]["message"].split(": ", 1)[1].split(" ", 1)[0]
-        for m in (json.loads(p.read_text()) for p in sorted(places.sms_outbox.glob("*.json")))
-        if "wachtwoord" in m["payload"]["message"]
-    ]
-    assert passphrases
-    everything = pii.files_text(logs) + pii.sqlite_text(places.airflow_home / "airflow.db")
-    assert not [p for p in passphrases if p in everything]
+    sent = passphrases(
+        [json.loads(p.read_text())["payload"] for p in sorted(places.sms_outbox.glob("*.json"))]
+    )
+    modes = {r.nis_code: r.mode for r in recipients}
+    assert len(sent) == sum(1 for nis in RECEIVING if modes[nis] == "passphrase")
+    everything = (
+        pii.files_text(logs)
+        + pii.sqlite_text(places.airflow_home / "airflow.db")
+        + pii.sqlite_text(places.ledger_db)
+    )
+    assert not [p for p in sent.values() if p in everything]

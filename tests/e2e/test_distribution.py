@@ -19,7 +19,7 @@ from kbi import registry
 from kbi.ledger import Ledger
 from tests import pii
 from tests.e2e import oracle
-from tests.e2e.conftest import RECEIVING, REFUSED, World, load_dag
+from tests.e2e.conftest import RECEIVING, REFUSED, World, load_dag, passphrases
 
 pytestmark = pytest.mark.slow
 
@@ -30,15 +30,9 @@ def _run(world: World, conf: dict | None = None):
 
 
 def _passphrase_from_sms(world: World, phone: str, file_name: str) -> str:
-    for msg in world.sms.messages():
-        payload = msg["payload"]
-        if (
-            payload.get("to") == phone
-            and file_name in payload["message"]
-            and "wachtwoord" in payload["message"]
-        ):
-            return payload["message"].split(f"{file_name}: ", 1)[1].split(" ", 1)[0]
-    raise AssertionError(f"no passphrase SMS for {file_name}")
+    found = passphrases([m["payload"] for m in world.sms.messages() if m["payload"].get("to") == phone])
+    assert file_name in found, f"no passphrase SMS for {file_name}"
+    return found[file_name]
 
 
 def _decrypt(world: World, recipient: registry.Recipient, path: Path) -> bytes:

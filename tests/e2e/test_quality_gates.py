@@ -18,7 +18,7 @@ from demo import keys
 from kbi import airflow_glue, synth
 from kbi.quality.quarantine import Quarantine
 from tests.e2e import handmade, oracle
-from tests.e2e.conftest import World, load_dag
+from tests.e2e.conftest import World, load_dag, passphrases
 from tests.helpers import make_nn
 
 pytestmark = pytest.mark.slow
@@ -38,11 +38,9 @@ def _states(dag_run) -> dict[str, str]:
 def _gent_file(world: World) -> list[tuple[str, ...]]:
     (path,) = world.inbox_files(GENT)
     phone = world.registry.recipients[GENT].contacts.sms[0]
-    passphrase = next(
-        m["payload"]["message"].split(f"{path.name}: ", 1)[1].split(" ", 1)[0]
-        for m in world.sms.messages()
-        if m["payload"].get("to") == phone and "wachtwoord" in m["payload"]["message"]
-    )
+    passphrase = passphrases([m["payload"] for m in world.sms.messages() if m["payload"].get("to") == phone])[
+        path.name
+    ]
     header, rows = oracle.parse_csv(keys.decrypt(None, path.read_bytes(), passphrase))
     assert header == [
         "rijksregisternummer",
