@@ -11,9 +11,10 @@ For every delivered file that has not been picked up, the municipality's inbox i
 | there after `KBI_PICKUP_PURGE_DAYS` (30) days | deleted from the server, municipality told, purge recorded |
 
 `report_deliveries` logs one table with the state of every delivery of the current year.
-`warn_expiring_keys` asks a municipality whose key expires within `KBI_KEY_EXPIRY_WARNING_DAYS`
-(60) days, or can no longer be used, for a new key (at most once a week) and tells the data
-engineers (P6).
+`check_correction_deadlines` reminds the quality officers of a correction request on day 10 and
+escalates on day 14 (P9). `warn_expiring_keys` asks a municipality whose key expires within
+`KBI_KEY_EXPIRY_WARNING_DAYS` (60) days, or can no longer be used, for a new key (at most once a
+week) and tells the data engineers (P6).
 """
 
 from __future__ import annotations
@@ -54,8 +55,13 @@ def kbi_pickup_monitor():
     def warn_expiring_keys() -> dict:
         return t.warn_expiring_keys()
 
+    @task
+    def check_correction_deadlines() -> dict:
+        return t.check_correction_deadlines()
+
     report_deliveries(sweep_pickups())
     warn_expiring_keys()
+    check_correction_deadlines()
 
 
 kbi_pickup_monitor()

@@ -5,7 +5,8 @@ from Airflow (``AIRFLOW_CONN_KBI_*``, the metadata database or a secrets backend
 
 - ``kbi_source``, ``kbi_ledger``, ``kbi_quarantine``: any database with an Airflow SQL hook
   (SQLite embedded, PostgreSQL in production). ``kbi_ledger`` may carry ``chain_secret`` in its
-  extra: the HMAC key of the ledger's event chain, kept outside the ledger database.
+  extra: the HMAC key of the ledger's event chain, kept outside the ledger database (and
+  ``row_secret``, the key of the rows' keyed hashes; derived from the chain secret if absent).
 - ``kbi_sftp``: the transfer server; refused unless its host key is pinned (``host_key`` extra)
   and authentication is by key (P12).
 - ``kbi_sms``: Apprise; its URL holds ``{phone}`` where the recipient's number goes.
@@ -25,7 +26,7 @@ from urllib.parse import quote
 import paramiko
 from sqlalchemy.engine import make_url
 
-from kbi import db, settings
+from kbi import db, rowhash, settings
 from kbi.errors import ConfigurationError
 from kbi.ledger import Ledger
 from kbi.messages import Mail
@@ -59,8 +60,11 @@ def source_engine():
 
 def ledger() -> Ledger:
     conn = _connection(settings.CONN_LEDGER)
-    secret = conn.extra_dejson.get("chain_secret")
-    return Ledger(db.engine(_url(conn)), secret.encode() if secret else None)
+    extra = conn.extra_dejson
+    secret = extra.get("chain_secret")
+    row_secret = extra.get("row_secret")
+    row_key = rowhash.derive((row_secret or secret).encode()) if (row_secret or secret) else None
+    return Ledger(db.engine(_url(conn)), secret.encode() if secret else None, row_key)
 
 
 def quarantine() -> Quarantine:
@@ -92,10 +96,14 @@ def check_sftp_connection(extra: dict, password: str | None) -> None:
         raise ConfigurationError("connection kbi_sftp carries a password; key authentication only (P12)")
 
 
-def alert_data_engineers(subject: str, text: str) -> None:
-    """An operational alert (English, counts and reasons only) to the data engineers' address."""
+def alert(to: Sequence[str], subject: str, text: str) -> None:
+    """An internal alert (English, counts and reasons only, never a person) by e-mail."""
     html = "<pre>" + text.replace("&", "&amp;").replace("<", "&lt;") + "</pre>"
-    AirflowChannels().mail([settings.load().data_engineers_email], Mail(subject, text, html), language="en")
+    AirflowChannels().mail(to, Mail(subject, text, html), language="en")
+
+
+def alert_data_engineers(subject: str, text: str) -> None:
+    alert([settings.load().data_engineers_email], subject, text)
 
 
 class AirflowChannels:

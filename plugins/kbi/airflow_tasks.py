@@ -30,12 +30,13 @@ R = TypeVar("R")
 
 def permanent_errors() -> tuple[type[Exception], ...]:
     """Retrying cannot change these: fail the task at once, with the reason as its last log line."""
-    from kbi import crypto, pipeline
+    from kbi import corrections, crypto, pipeline
     from kbi.errors import ConfigurationError, DataError
     from kbi.registry import RegistryError
     from kbi.transport import UnknownFileInInbox
 
     return (
+        corrections.CorrectionRefused,
         crypto.KeyRefused,
         pipeline.RunRefused,
         pipeline.RunIncomplete,
@@ -278,3 +279,168 @@ def warn_expiring_keys() -> dict[str, Any]:
             "Onboard the new key with `kbi keys onboard` after confirming its fingerprint by phone.\n",
         )
     return {"needing_renewal": [n.nis_code for n in found], "notified": [n.nis_code for n in sent]}
+
+
+# --- kbi_correction_request ---------------------------------------------------------------------
+
+
+def _correction_request():
+    from kbi import corrections
+
+    params = _context()["params"]
+    return corrections.Request(
+        nis_code=str(params.get("nis_code") or ""),
+        reported_on=date.fromisoformat(str(params.get("reported_on"))),
+        reference=str(params.get("reference") or ""),
+        description=str(params.get("description") or ""),
+        reporter=str(params.get("reporter") or ""),
+    )
+
+
+def _today() -> date:
+    return datetime.now(ZoneInfo(settings.TIMEZONE)).date()
+
+
+@fail_fast
+def register_correction() -> dict[str, Any]:
+    """P9: check the request, record it with its 14-day due date, acknowledge it."""
+    from kbi import airflow_glue, corrections, registry
+
+    s = settings.load()
+    req = _correction_request()
+    reg = registry.load(s.registry_path)
+    recipient = corrections.validate(req, reg, _today())
+    ledger = airflow_glue.ledger()
+    ledger.migrate()
+    run_id = _context()["run_id"]
+    ledger.start_run(run_id, "kbi_correction_request", "correction", _today().isoformat(), False, reg.version)
+    c = corrections.register(ledger, req, run_id)
+    corrections.acknowledge(ledger, airflow_glue.AirflowChannels(), recipient, c)
+    last = ledger.last_published_delivery(c.nis_code)
+    days_left = (date.fromisoformat(c.due_on) - _today()).days
+    log.info(
+        "Correction %s of %s registered, due %s (%d days left)",
+        c.reference,
+        recipient.label,
+        c.due_on,
+        days_left,
+    )
+    return {
+        "reference": c.reference,
+        "round": c.round,
+        "nis_code": c.nis_code,
+        "municipality": recipient.name,
+        "reported_on": c.reported_on,
+        "due_on": c.due_on,
+        "days_left": days_left,
+        "last_file": last.file_name if last else None,
+        "last_published": (last.published_at or "")[:10] if last else None,
+        "last_rows": last.row_count if last else None,
+    }
+
+
+@fail_fast
+def extend_correction() -> dict[str, Any]:
+    from kbi import airflow_glue, corrections, registry
+
+    _, reason, who, new_date = corrections.decision([_context()["ti"].xcom_pull(task_ids="decide")])
+    req = _correction_request()
+    recipient = registry.load(settings.load().registry_path).recipients[req.nis_code]
+    c = corrections.extend(
+        airflow_glue.ledger(), airflow_glue.AirflowChannels(), recipient, req.reference, new_date, reason, who
+    )
+    return {"reference": c.reference, "extended_to": c.extended_to, "late": (c.extended_to or "") > c.due_on}
+
+
+def _decisions() -> list[dict[str, Any] | None]:
+    """The officer's answers, the final decision first (after "meer tijd nodig")."""
+    ti = _context()["ti"]
+    return [ti.xcom_pull(task_ids="decide_again"), ti.xcom_pull(task_ids="decide")]
+
+
+@fail_fast
+def redeliver_correction() -> dict[str, Any]:
+    from kbi import airflow_glue, corrections, registry
+
+    _, reason, who, _ = corrections.decision(_decisions())
+    s = settings.load()
+    req = _correction_request()
+    done = corrections.redeliver(
+        ledger=airflow_glue.ledger(),
+        quarantine=airflow_glue.quarantine(),
+        channels=airflow_glue.AirflowChannels(),
+        settings=s,
+        reg=registry.load(s.registry_path),
+        source_engine=airflow_glue.source_engine(),
+        ref=req.reference,
+        by=who,
+        reason=reason,
+        run_id=_context()["run_id"],
+        today=_today(),
+        on_secret=airflow_glue.mask,
+    )
+    diff = done.difference.as_dict() if done.difference else None
+    airflow_glue.ledger().finish_run(
+        _context()["run_id"],
+        "success",
+        {"reference": req.reference, "outcome": "corrected", "rows": done.rows},
+    )
+    log.info(
+        "Correction %s delivered as %s (%d rows; compared with the last list: %s)",
+        req.reference,
+        done.file_name,
+        done.rows,
+        diff,
+    )
+    return {
+        "reference": req.reference,
+        "file_name": done.file_name,
+        "rows": done.rows,
+        "difference": diff,
+        "superseded": done.superseded,
+        "in_time": done.correction.in_time,
+    }
+
+
+@fail_fast
+def close_correction() -> dict[str, Any]:
+    from kbi import airflow_glue, corrections, registry
+
+    _, reason, who, _ = corrections.decision(_decisions())
+    req = _correction_request()
+    recipient = registry.load(settings.load().registry_path).recipients[req.nis_code]
+    ledger = airflow_glue.ledger()
+    c = corrections.close_no_error(
+        ledger, airflow_glue.AirflowChannels(), recipient, req.reference, reason, who, _today()
+    )
+    ledger.finish_run(_context()["run_id"], "success", {"reference": req.reference, "outcome": "no_error"})
+    return {"reference": c.reference, "outcome": "no_error", "in_time": c.in_time}
+
+
+def check_correction_deadlines() -> dict[str, Any]:
+    """P9: day 10 a reminder to the quality officers, day 14 an escalation (each once)."""
+    from kbi import airflow_glue, corrections
+
+    s = settings.load()
+    ledger = airflow_glue.ledger()
+    ledger.migrate()
+    notices = corrections.deadlines(ledger, _today())
+    for kind, subject, to in (
+        ("reminder", "[KBI] correction request(s) due in 4 days", [s.quality_officers_email]),
+        (
+            "escalation",
+            "[KBI] correction request(s) past the 14 days",
+            [s.quality_officers_email, s.data_engineers_email],
+        ),
+    ):
+        due = [n for n in notices if n.kind == kind]
+        if due:
+            lines = "\n".join(f"- {n.line()}" for n in due)
+            airflow_glue.alert(
+                to, subject, f"Protocol art. 7: measures within two weeks of the report.\n{lines}\n"
+            )
+            log.warning("%s:\n%s", subject, lines)
+    return {
+        "reminded": [n.correction.reference for n in notices if n.kind == "reminder"],
+        "escalated": [n.correction.reference for n in notices if n.kind == "escalation"],
+    }

@@ -10,6 +10,8 @@
                                         the rows held back, for the quality officer (personal data!)
     kbi quarantine resolve ID --note T  mark a row handled (e.g. "gecorrigeerd in KBI")
     kbi quarantine purge [--days D]     delete rows older than the retention period
+    kbi corrections list [--since DATE]  correction requests, their 14-day clock and outcome (P9)
+    kbi corrections reopen REF          allow a second correction for the same reference
     kbi synth --rows N --sqlite PATH    the synthetic KBI source (counts only on the screen)
 
 Connections are Airflow's (``AIRFLOW_CONN_KBI_*`` or the metadata database), as in the DAGs.
@@ -152,6 +154,45 @@ def _keys_onboard(args: argparse.Namespace) -> int:
     return 0 if outcome.written else 2
 
 
+def _corrections_list(args: argparse.Namespace) -> int:
+    from datetime import date
+
+    ledger = _ledger(args)
+    ledger.migrate()
+    today = _today()
+    since = args.since or f"{today.year}-01-01"
+    rows = ledger.corrections_reported_since(since)
+    header = ("reference", 16), ("NIS", 6), ("reported", 11), ("due", 11), ("state", 10), ("handled", 11)
+    print(" ".join(name.ljust(width) for name, width in header) + " in time  rows +/-/~")
+    for c in rows:
+        in_time = {
+            True: "yes",
+            False: "LATE",
+            None: "open" if date.fromisoformat(c.due_on) >= today else "OVERDUE",
+        }[c.in_time]
+        changes = "" if c.rows_added is None else f"{c.rows_added}/{c.rows_removed}/{c.rows_changed}"
+        print(
+            f"{c.reference:<16} {c.nis_code:<6} {c.reported_on:<11} {c.due_on:<11} {c.state:<10} "
+            f"{(c.handled_on or ''):<11} {in_time:<8} {changes}"
+        )
+    print(f"{len(rows)} request(s) reported since {since}", file=sys.stderr)
+    return 0
+
+
+def _corrections_reopen(args: argparse.Namespace) -> int:
+    import getpass
+
+    from kbi import corrections
+
+    try:
+        c = corrections.reopen(_ledger(args), args.reference, getpass.getuser())
+    except corrections.CorrectionRefused as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{c.reference} reopened: trigger kbi_correction_request again with the same reference")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="kbi", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -198,6 +239,16 @@ def main(argv: list[str] | None = None) -> int:
     pur = qua.add_parser("purge", help="delete rows older than the retention period")
     pur.add_argument("--days", type=int)
     pur.set_defaults(func=_quarantine_purge)
+
+    cor = sub.add_parser("corrections", help="correction requests (P9)").add_subparsers(
+        dest="action", required=True
+    )
+    cl = cor.add_parser("list", help="requests and their 14-day clock")
+    cl.add_argument("--since", help="reported on or after (YYYY-MM-DD; default: this year)")
+    cl.set_defaults(func=_corrections_list)
+    co = cor.add_parser("reopen", help="allow a second correction for a handled reference")
+    co.add_argument("reference")
+    co.set_defaults(func=_corrections_reopen)
 
     sub.add_parser("synth", help="generate the synthetic KBI source (kbi synth --help)", add_help=False)
 

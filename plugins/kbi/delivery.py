@@ -28,9 +28,10 @@ from pathlib import Path
 from typing import Protocol
 
 import paramiko
+import pyarrow as pa
 import pyarrow.parquet as pq
 
-from kbi import crypto, listfile, messages, registry, transport
+from kbi import crypto, listfile, messages, registry, rowhash, selection, transport
 from kbi.errors import KbiError, scrubbed
 from kbi.ledger import AlreadyDelivered, Delivery, Ledger
 from kbi.ledger.store import utcnow
@@ -103,8 +104,9 @@ def _add_years(d: date, years: int) -> date:
         return d.replace(year=d.year + years, day=28)
 
 
-def render_plaintext(job: Job) -> tuple[bytes, int]:
-    """The CSV for this municipality, in memory only (it goes to gpg on its standard input)."""
+def render_plaintext(job: Job) -> tuple[bytes, pa.Table]:
+    """The CSV for this municipality, in memory only (it goes to gpg on its standard input),
+    and the rows as delivered (the protocol's columns only)."""
     if not job.partition_path.is_file():
         raise KbiError(
             f"the staged list for {job.recipient.label} is gone ({job.partition_path.name}); the run's "
@@ -112,7 +114,8 @@ def render_plaintext(job: Job) -> tuple[bytes, int]:
         )
     with scrubbed(f"writing the list of {job.recipient.label}"):
         table = pq.read_table(job.partition_path)
-        return listfile.render(table, job.recipient.protocol.fields), table.num_rows
+        fields = job.recipient.protocol.fields
+        return listfile.render(table, fields), selection.minimise(table, fields)
 
 
 class DeliveryMachine:
@@ -130,13 +133,13 @@ class DeliveryMachine:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _encrypt_list(self, job: Job) -> tuple[int, str | None]:
+    def _encrypt_list(self, job: Job) -> tuple[pa.Table, str | None]:
         """Write the CSV in memory and encrypt it to ``job.ciphertext``.
 
-        Returns the row count and, in passphrase mode, the fresh passphrase (memory only).
+        Returns the rows as delivered and, in passphrase mode, the fresh passphrase (memory only).
         """
         r = job.recipient
-        plaintext, rows = render_plaintext(job)
+        plaintext, delivered = render_plaintext(job)
         keyring_home = job.workdir / "gnupg"
         crypto.remove_keyring(keyring_home)  # never reuse a keyring across attempts
         gpg = crypto.keyring(keyring_home)
@@ -154,11 +157,12 @@ class DeliveryMachine:
         finally:
             del plaintext
             crypto.remove_keyring(keyring_home)
-        return rows, passphrase
+        return delivered, passphrase
 
     def _encrypt(self, job: Job, d: Delivery) -> tuple[Delivery, str | None]:
         r = job.recipient
-        rows, passphrase = self._encrypt_list(job)
+        delivered, passphrase = self._encrypt_list(job)
+        rows = delivered.num_rows
         digest = transport.local_digest(job.ciphertext)
         d = d.with_(
             state="encrypted",
@@ -177,7 +181,12 @@ class DeliveryMachine:
             last_error=None,
         )
         detail = {"mode": d.mode, "fingerprint": d.key_fingerprint, "rows": rows, "attempt": d.attempt}
-        return self.ledger.transition(d, "delivery_encrypted", {**detail, "sha256": d.sha256}), passphrase
+        d = self.ledger.transition(d, "delivery_encrypted", {**detail, "sha256": d.sha256})
+        if self.ledger.row_key:
+            with scrubbed(f"hashing the rows of {r.label}"):
+                row_hashes = rowhash.hashes(delivered, self.ledger.row_key)
+            self.ledger.store_rows(d, row_hashes)
+        return d, passphrase
 
     def _digest(self, d: Delivery) -> transport.Digest:
         assert d.size_bytes is not None and d.sha256 is not None
@@ -268,10 +277,10 @@ class DeliveryMachine:
     def rehearse(self, job: Job) -> dict[str, object]:
         """Dry run: write and encrypt the list as for real (keys are checked), upload nothing."""
         job.workdir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        rows, _ = self._encrypt_list(job)
+        delivered, _ = self._encrypt_list(job)
         job.ciphertext.unlink()
         mode = job.recipient.encryption.mode
-        return {"outcome": "dry_run", "file_name": job.file_name, "rows": rows, "mode": mode}
+        return {"outcome": "dry_run", "file_name": job.file_name, "rows": delivered.num_rows, "mode": mode}
 
     def run(self, job: Job) -> Delivery:
         """Drive one delivery to ``announced`` from wherever the ledger says it stands."""

@@ -147,3 +147,61 @@ def key_expiry(*, municipality: str, fingerprint: str, expires: str | None, prob
     return _plain_mail(
         "key_expiry", municipality=municipality, fingerprint=fingerprint, expires=expires, problem=problem
     )
+
+
+def correction_acknowledged(*, municipality: str, reference: str, reported_on: str, due_on: str) -> Mail:
+    """P9: the report was received; the agency answers within two weeks."""
+    return _plain_mail(
+        "correction_ack",
+        municipality=municipality,
+        reference=reference,
+        reported_on=reported_on,
+        due_on=due_on,
+    )
+
+
+def correction_extended(
+    *, municipality: str, reference: str, reported_on: str, extended_to: str, reason: str
+) -> Mail:
+    return _plain_mail(
+        "correction_extended",
+        municipality=municipality,
+        reference=reference,
+        reported_on=reported_on,
+        extended_to=extended_to,
+        reason=reason,
+    )
+
+
+def correction_no_error(*, municipality: str, reference: str, reported_on: str, reason: str) -> Mail:
+    return _plain_mail(
+        "correction_no_error",
+        municipality=municipality,
+        reference=reference,
+        reported_on=reported_on,
+        reason=reason,
+    )
+
+
+def correction_done(
+    *,
+    municipality: str,
+    reference: str,
+    reported_on: str,
+    file_name: str,
+    added: int,
+    removed: int,
+    changed: int,
+    superseded: str | None,
+) -> Mail:
+    return _plain_mail(
+        "correction_done",
+        municipality=municipality,
+        reference=reference,
+        reported_on=reported_on,
+        file_name=file_name,
+        added=added,
+        removed=removed,
+        changed=changed,
+        superseded=superseded,
+    )

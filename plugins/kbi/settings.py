@@ -79,6 +79,8 @@ class Settings:
     error_report_url: str
     mail_from: str
     data_engineers_email: str
+    # P9: who handles correction requests (day-10 reminders, day-14 escalations).
+    quality_officers_email: str
 
 
 def load() -> Settings:
@@ -105,4 +107,5 @@ def load() -> Settings:
         ),
         mail_from=os.environ.get("KBI_MAIL_FROM", "kbi-levering@integratie-inburgering.be"),
         data_engineers_email=os.environ.get("KBI_DATA_ENGINEERS_EMAIL", "data-engineering@example.invalid"),
+        quality_officers_email=os.environ.get("KBI_QUALITY_OFFICERS_EMAIL", "kwaliteit@example.invalid"),
     )

@@ -11,6 +11,7 @@ Errors raised here never carry a value from the data (P12): conversions are wrap
 from __future__ import annotations
 
 import io
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -164,17 +165,40 @@ def normalise(raw: pa.Table) -> pa.Table:
         return pa.table(out, schema=EXTRACT_SCHEMA)
 
 
+_NIS = re.compile(r"^[0-9]{5}$")
+
+
+def _strip(sql: str) -> str:
+    """One statement without the comment lines and the final semicolon (COPY wraps it)."""
+    lines = [line for line in sql.splitlines() if not line.lstrip().startswith("--")]
+    return "\n".join(lines).strip().rstrip(";")
+
+
 @dataclass(frozen=True)
 class Extracted:
     rows: int  # rows staged
     expected_rows: int  # rows the view said it holds, in the same transaction
 
 
-def extract(engine: Engine, out_path: Path) -> Extracted:
-    """Run the extract SQL through ``engine`` and stage it as Parquet, with the view's own count."""
+def _codes(nis_codes: list[str]) -> str:
+    if not nis_codes or not all(_NIS.match(c) for c in nis_codes):
+        raise ValueError("NIS codes are five digits")
+    return ", ".join(f"'{c}'" for c in sorted(set(nis_codes)))
+
+
+def extract(engine: Engine, out_path: Path, nis_codes: list[str] | None = None) -> Extracted:
+    """Run the extract SQL through ``engine`` and stage it as Parquet, with the view's own count.
+
+    ``nis_codes`` limits it to residents of those municipalities (a correction, P9)."""
     dialect = engine.dialect.name
-    sql = sqlfiles.load("source/extract_inburgeraars", dialect).strip().rstrip(";")
-    count_sql = sqlfiles.load("source/count_inburgeraars", dialect).strip().rstrip(";")
+    if nis_codes is None:
+        sql = sqlfiles.load("source/extract_inburgeraars", dialect)
+        count_sql = sqlfiles.load("source/count_inburgeraars", dialect)
+    else:
+        codes = _codes(nis_codes)
+        sql = sqlfiles.load("source/extract_inburgeraars_of", dialect).replace("{codes}", codes)
+        count_sql = sqlfiles.load("source/count_inburgeraars_of", dialect).replace("{codes}", codes)
+    sql, count_sql = (_strip(text) for text in (sql, count_sql))
     reader = _read_postgres if dialect == "postgresql" else _read_generic
     # Connecting is outside the scrub: its errors (server down, bad credentials) hold no data
     # and the data engineer needs them whole. PostgreSQL reads both in one snapshot.

@@ -11,7 +11,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 DAG_FILES = sorted((ROOT / "dags").glob("*.py"))
-EXPECTED_DAGS = {"kbi_distribution"}
+EXPECTED_DAGS = {"kbi_distribution", "kbi_pickup_monitor", "kbi_correction_request"}
 HEAVY = (
     "pyarrow",
     "pandas",
@@ -44,7 +44,8 @@ def test_dag_shape(dagbag, dag_id: str) -> None:
     check_cycle(dag)  # raises on a cycle
     assert dag.doc_md, "the DAG explains itself in the UI"
     assert dag.tags
-    dag.params.validate()  # the defaults are valid
+    if dag_id != "kbi_correction_request":  # its params are the officer's input: no defaults
+        dag.params.validate()  # the defaults are valid
 
 
 def test_distribution_wiring(dagbag) -> None:

@@ -5,6 +5,6 @@ fingerprints and reasons, and ``chain.canonical`` refuses values shaped like a n
 """
 
 from kbi.ledger.chain import ChainBreak, verify
-from kbi.ledger.store import AlreadyDelivered, Delivery, Ledger
+from kbi.ledger.store import AlreadyDelivered, Correction, Delivery, Ledger
 
-__all__ = ["AlreadyDelivered", "ChainBreak", "Delivery", "Ledger", "verify"]
+__all__ = ["AlreadyDelivered", "ChainBreak", "Correction", "Delivery", "Ledger", "verify"]

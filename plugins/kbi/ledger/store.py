@@ -79,11 +79,52 @@ class Delivery:
         return replace(self, **changes)
 
 
+@dataclass(frozen=True)
+class Correction:
+    reference: str
+    nis_code: str
+    reported_on: str
+    due_on: str
+    reporter: str | None
+    description_sha256: str
+    description_length: int
+    run_id: str
+    round: int
+    state: str
+    registered_at: str
+    extended_to: str | None = None
+    decision: str | None = None
+    decision_reason: str | None = None
+    decided_by: str | None = None
+    handled_on: str | None = None
+    delivery_id: str | None = None
+    rows_added: int | None = None
+    rows_removed: int | None = None
+    rows_changed: int | None = None
+    reminded_on: str | None = None
+    escalated_on: str | None = None
+    acknowledged_at: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, object]) -> Correction:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row.items() if k in names})
+
+    def with_(self, **changes: object) -> Correction:
+        return replace(self, **changes)
+
+    @property
+    def in_time(self) -> bool | None:
+        """Handled within the 14 days (P9); None while still open."""
+        return None if self.handled_on is None else self.handled_on <= self.due_on
+
+
 class Ledger:
-    def __init__(self, engine: Engine, chain_key: bytes | None = None):
+    def __init__(self, engine: Engine, chain_key: bytes | None = None, row_key: bytes | None = None):
         self.engine = engine
         self.dialect = engine.dialect.name
         self._key = chain_key
+        self.row_key = row_key
 
     # --- plumbing ---------------------------------------------------------------------------
 
@@ -325,7 +366,7 @@ class Ledger:
                     delivery_id=delivery_id,
                 )
         except IntegrityError:
-            holder = self.annual_delivery_in_period(nis_code, period)
+            holder = self.annual_delivery_in_period(nis_code, period) if kind == "annual" else None
             if holder is not None and holder.delivery_id != delivery_id:
                 raise AlreadyDelivered(holder) from None
             raise
@@ -359,6 +400,85 @@ class Ledger:
         """An event that belongs to no run or delivery (a key warning, a sweep)."""
         with self._writing() as conn:
             self._append(conn, event_type, detail, nis_code=nis_code)
+
+    # --- rows of a delivered list, as keyed hashes ------------------------------------------
+
+    def store_rows(self, delivery: Delivery, rows: list[tuple[str, str]]) -> None:
+        with self._writing() as conn:
+            conn.execute(self._sql("delete_delivery_rows"), {"delivery_id": delivery.delivery_id})
+            if rows:
+                conn.execute(
+                    self._sql("insert_delivery_row"),
+                    [{"delivery_id": delivery.delivery_id, "person": p, "content": c} for p, c in rows],
+                )
+            self._append(
+                conn,
+                "rows_recorded",
+                {"rows": len(rows)},
+                run_id=delivery.run_id,
+                nis_code=delivery.nis_code,
+                delivery_id=delivery.delivery_id,
+            )
+
+    def delivery_rows(self, delivery_id: str) -> dict[str, str]:
+        with self.engine.connect() as conn:
+            return {
+                r.person: r.content
+                for r in conn.execute(self._sql("delivery_rows"), {"delivery_id": delivery_id})
+            }
+
+    def last_published_delivery(self, nis_code: str, exclude: str = "") -> Delivery | None:
+        with self.engine.connect() as conn:
+            params = {"nis_code": nis_code, "exclude": exclude}
+            row = conn.execute(self._sql("last_published_delivery"), params).mappings().first()
+        return Delivery.from_row(row) if row else None
+
+    # --- correction requests (P9) --------------------------------------------------------------
+
+    def get_correction(self, reference: str) -> Correction | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(self._sql("get_correction"), {"reference": reference}).mappings().first()
+        return Correction.from_row(row) if row else None
+
+    def insert_correction(self, correction: Correction) -> Correction:
+        with self._writing() as conn:
+            conn.execute(self._sql("insert_correction"), asdict(correction))
+            self._append(
+                conn,
+                "correction_registered",
+                {
+                    "reference": correction.reference,
+                    "reported_on": correction.reported_on,
+                    "due_on": correction.due_on,
+                    "round": correction.round,
+                },
+                run_id=correction.run_id,
+                nis_code=correction.nis_code,
+            )
+        return correction
+
+    def update_correction(
+        self, correction: Correction, event_type: str, detail: Mapping[str, object] | None = None
+    ) -> Correction:
+        with self._writing() as conn:
+            conn.execute(self._sql("update_correction"), asdict(correction))
+            self._append(
+                conn,
+                event_type,
+                {"reference": correction.reference, "state": correction.state, **(detail or {})},
+                run_id=correction.run_id,
+                nis_code=correction.nis_code,
+            )
+        return correction
+
+    def open_corrections(self) -> list[Correction]:
+        with self.engine.connect() as conn:
+            return [Correction.from_row(r) for r in conn.execute(self._sql("open_corrections")).mappings()]
+
+    def corrections_reported_since(self, since: str) -> list[Correction]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(self._sql("corrections_reported_since"), {"since": since}).mappings()
+            return [Correction.from_row(r) for r in rows]
 
     # --- the chain ----------------------------------------------------------------------------
 

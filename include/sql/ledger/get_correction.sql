@@ -1,0 +1,1 @@
+SELECT * FROM kbi_correction WHERE reference = :reference

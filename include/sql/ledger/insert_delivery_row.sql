@@ -1,0 +1,1 @@
+INSERT INTO kbi_delivery_row (delivery_id, person, content) VALUES (:delivery_id, :person, :content)

@@ -1,0 +1,1 @@
+SELECT * FROM kbi_correction WHERE state IN ('open', 'extended', 'reopened') ORDER BY due_on, reference
