@@ -94,6 +94,7 @@ def run_params() -> pipeline.RunParams:
         municipalities=tuple(params.get("municipalities") or ()),
         dry_run=bool(params.get("dry_run")),
         accept_count_change=tuple(params.get("accept_count_change") or ()),
+        p3_period=settings.load().p3_period,
     )
 
 

@@ -3,6 +3,8 @@
     kbi registry check [PATH]           validate the recipients registry (errors name entry and field)
     kbi ledger verify                   check the ledger's hash chain; exit 1 at the first broken link
     kbi ledger migrate                  apply the ledger's migrations (a no-op when up to date)
+    kbi audit export [--year Y] [--nis N] [--out DIR]
+                                        CSV files and a Markdown report for the DPO (P13, P14)
     kbi keys check KEYFILE              is this key fit for a municipality? (strength, expiry, …)
     kbi keys onboard NIS KEYFILE [--confirm FPR] [--replace OLD_FPR]
                                         pin a municipality's key after a phone confirmation
@@ -124,6 +126,25 @@ def _quarantine_purge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _audit_export(args: argparse.Namespace) -> int:
+    from kbi import audit
+
+    year = args.year or _today().year
+    out = (
+        Path(args.out)
+        if args.out
+        else settings.load().reports_dir / "audit" / f"{year}{'-' + args.nis if args.nis else ''}"
+    )
+    ledger = _ledger(args)
+    ledger.migrate()
+    result = audit.export(ledger, out, year, args.nis)
+    print(f"audit of {year} written to {result.directory} ({', '.join(p.name for p in result.files)})")
+    if not result.chain_intact:
+        print("THE LEDGER CHAIN IS BROKEN: see audit.md", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _keys_check(args: argparse.Namespace) -> int:
     from kbi import keys
 
@@ -207,6 +228,13 @@ def main(argv: list[str] | None = None) -> int:
     led = sub.add_parser("ledger", help="the ledger").add_subparsers(dest="action", required=True)
     led.add_parser("verify", help="check the hash chain").set_defaults(func=_ledger_verify)
     led.add_parser("migrate", help="apply migrations").set_defaults(func=_ledger_migrate)
+
+    aud = sub.add_parser("audit", help="the audit export").add_subparsers(dest="action", required=True)
+    ae = aud.add_parser("export", help="CSV files and a Markdown report of a year")
+    ae.add_argument("--year", type=int)
+    ae.add_argument("--nis", help="one municipality only")
+    ae.add_argument("--out", help="directory (default: <reports>/audit/<year>)")
+    ae.set_defaults(func=_audit_export)
 
     kys = sub.add_parser("keys", help="municipalities' OpenPGP keys").add_subparsers(
         dest="action", required=True

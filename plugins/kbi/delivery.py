@@ -71,6 +71,7 @@ class Job:
     sftp_staging_dir: str | None = None
     retention_years: int = 5
     purge_after_days: int = 30
+    p3_since: str | None = None  # P3 in rolling mode: no other annual list since then
 
     @property
     def delivery_id(self) -> str:
@@ -292,6 +293,7 @@ class DeliveryMachine:
             job.period,
             job.reference_date.isoformat(),
             job.correction_ref,
+            since=job.p3_since,
         )
         if d.state in DONE:
             log.info("%s: already %s (%s), nothing to do", job.recipient.label, d.state, d.file_name)

@@ -15,7 +15,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,11 +82,18 @@ class RunParams:
     municipalities: tuple[str, ...] = ()
     dry_run: bool = False
     accept_count_change: tuple[str, ...] = ()
+    p3_period: str = "calendar"
 
     @property
     def period(self) -> str:
-        # P3: one annual list per municipality per calendar year of delivery.
-        return str(self.today.year)
+        # P3: one annual list per municipality per calendar year of delivery; in rolling mode the
+        # period is the day (the unique index then only stops two lists on one day) ...
+        return str(self.today.year) if self.p3_period == "calendar" else self.today.isoformat()
+
+    @property
+    def since(self) -> str | None:
+        # ... and the check looks back 365 days.
+        return None if self.p3_period == "calendar" else (self.today - timedelta(days=365)).isoformat()
 
 
 def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any]:
@@ -104,8 +111,14 @@ def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any
             params.run_id, DAG_ANNUAL, "annual", params.reference_date.isoformat(), False, reg.version
         )
     sunset = None
+    warnings: list[str] = []
     if settings.magda_go_live is not None:
-        sunset = settings.magda_go_live.replace(year=settings.magda_go_live.year + 2)
+        sunset = registry.add_months(settings.magda_go_live, 24)
+        if registry.add_months(params.today, settings.sunset_warning_months) >= sunset > params.today:
+            warnings.append(
+                f"P4: the MAGDA list service went live on {settings.magda_go_live}; no files can be sent "
+                f"from {sunset} on. Municipalities must use the web service by then."
+            )
     requested = set(params.municipalities)
     directory = _private_dir(run_dir(settings, params.run_id))
     key_check_dir = directory / "keycheck"
@@ -123,14 +136,14 @@ def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any
             decision |= {
                 "decision": "refused",
                 "rule": "P4",
-                "reason": f"MAGDA list service live since {settings.magda_go_live}: no files after {sunset}",
+                "reason": f"MAGDA list service live since {settings.magda_go_live}: no files from {sunset}",
             }
         else:
             ok = registry.eligibility(recipient, params.today)
             if not ok.eligible:
                 decision |= {"decision": "refused", "rule": ok.rule, "reason": ok.reason}
             else:
-                holder = ledger.annual_delivery_in_period(nis, params.period)
+                holder = ledger.annual_holder(nis, params.period, params.since)
                 if holder is not None and holder.run_id != params.run_id:
                     decision |= {"decision": "refused", "rule": "P3", "reason": str(AlreadyDelivered(holder))}
                 elif problem := _key_problem(recipient, reg.directory, params.today, key_check_dir):
@@ -160,6 +173,8 @@ def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any
     for d in decisions:
         if d["decision"] == "refused":
             log.warning("%s %s refused (%s): %s", d["nis_code"], d["name"], d["rule"], d["reason"])
+    for warning in warnings:
+        log.warning(warning)
     return {
         "run_id": params.run_id,
         "run_dir": str(directory),
@@ -167,6 +182,8 @@ def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any
         "today": params.today.isoformat(),
         "period": params.period,
         "dry_run": params.dry_run,
+        "p3_since": params.since,
+        "warnings": warnings,
         "accept_count_change": list(params.accept_count_change),
         "registry_version": reg.version,
         "receiving": receiving,
@@ -402,6 +419,7 @@ def deliver(
         sftp_staging_dir=settings.sftp_staging_dir,
         retention_years=settings.retention_years,
         purge_after_days=settings.pickup_purge_days,
+        p3_since=plan_.get("p3_since"),
     )
     today = date.fromisoformat(plan_["today"])
     machine = DeliveryMachine(ledger, channels, today, **({"on_secret": on_secret} if on_secret else {}))
@@ -474,6 +492,7 @@ def summarise(
         "reference_date": plan_["reference_date"],
         "dry_run": plan_["dry_run"],
         "registry_version": plan_["registry_version"],
+        "warnings": plan_.get("warnings", []),
         "municipalities": {
             "delivered": len(delivered_nis),
             "dry_run_ok": outcomes.get("dry_run", 0),

@@ -293,7 +293,7 @@ class Eligibility:
     reason: str | None = None
 
 
-def _add_months(d: date, months: int) -> date:
+def add_months(d: date, months: int) -> date:
     month = d.month - 1 + months
     year = d.year + month // 12
     month = month % 12 + 1
@@ -308,7 +308,7 @@ def _add_months(d: date, months: int) -> date:
 
 def protocol_end(protocol: Protocol) -> date | None:
     """The first day the protocol no longer applies: notice + 12 months (P5)."""
-    return _add_months(protocol.terminated_on, NOTICE_MONTHS) if protocol.terminated_on else None
+    return add_months(protocol.terminated_on, NOTICE_MONTHS) if protocol.terminated_on else None
 
 
 def eligibility(recipient: Recipient, on: date) -> Eligibility:

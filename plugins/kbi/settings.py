@@ -40,6 +40,13 @@ def _int(name: str, default: int) -> int:
     return int(value) if value else default
 
 
+def _choice(name: str, allowed: tuple[str, ...], default: str) -> str:
+    value = os.environ.get(name) or default
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {allowed}, not {value!r}")
+    return value
+
+
 def _date(name: str) -> date | None:
     value = os.environ.get(name)
     return date.fromisoformat(value) if value else None
@@ -71,8 +78,12 @@ class Settings:
     key_expiry_warning_days: int
     # P10: a municipality keeps the data at most this many years; stated on every receipt.
     retention_years: int
-    # P4: go-live date of the MAGDA list web service; none configured means no sunset yet.
+    # P4: go-live date of the MAGDA list web service; none configured means no sunset yet. The
+    # runs warn this many months before the last day files may be sent.
     magda_go_live: date | None
+    sunset_warning_months: int
+    # P3: "calendar" (one annual list per calendar year) or "rolling" (none within 365 days).
+    p3_period: str
     # Where temporary upload names live on the transfer server (None: beside the final name).
     sftp_staging_dir: str | None
     # P9: the contact point a municipality uses to report an error.
@@ -101,6 +112,8 @@ def load() -> Settings:
         key_expiry_warning_days=_int("KBI_KEY_EXPIRY_WARNING_DAYS", 60),
         retention_years=_int("KBI_RETENTION_YEARS", 5),
         magda_go_live=_date("KBI_MAGDA_GO_LIVE"),
+        sunset_warning_months=_int("KBI_SUNSET_WARNING_MONTHS", 6),
+        p3_period=_choice("KBI_P3_PERIOD", ("calendar", "rolling"), "calendar"),
         sftp_staging_dir=os.environ.get("KBI_SFTP_STAGING_DIR") or None,
         error_report_url=os.environ.get(
             "KBI_ERROR_REPORT_URL", "https://www.integratie-inburgering.be/contact"

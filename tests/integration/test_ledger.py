@@ -327,9 +327,9 @@ class _BlindPrecheck(Ledger):
         super().__init__(engine)
         self.calls = 0
 
-    def annual_delivery_in_period(self, nis_code: str, period: str):  # type: ignore[override]
+    def _holder_in(self, conn, nis_code: str, period: str, since: str | None):  # type: ignore[override]
         self.calls += 1
-        return None if self.calls == 1 else super().annual_delivery_in_period(nis_code, period)
+        return None if self.calls == 1 else super()._holder_in(conn, nis_code, period, since)
 
 
 def test_the_unique_index_decides_when_the_precheck_is_blind(engine: Engine) -> None:

@@ -286,13 +286,7 @@ class Ledger:
         return Delivery.from_row(row) if row else None
 
     def annual_delivery_in_period(self, nis_code: str, period: str) -> Delivery | None:
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(self._sql("annual_delivery_in_period"), {"nis_code": nis_code, "period": period})
-                .mappings()
-                .first()
-            )
-        return Delivery.from_row(row) if row else None
+        return self.annual_holder(nis_code, period)
 
     def last_delivered_counts(self) -> dict[str, int]:
         """Rows in each municipality's most recent published list."""
@@ -311,6 +305,26 @@ class Ledger:
             rows = conn.execute(self._sql("deliveries_published_since"), {"since": since}).mappings().all()
         return [Delivery.from_row(r) for r in rows]
 
+    def _holder_in(self, conn: Connection, nis_code: str, period: str, since: str | None) -> Delivery | None:
+        name, params = (
+            ("annual_delivery_since", {"nis_code": nis_code, "since": since})
+            if since is not None
+            else ("annual_delivery_in_period", {"nis_code": nis_code, "period": period})
+        )
+        row = conn.execute(self._sql(name), params).mappings().first()
+        return Delivery.from_row(row) if row else None
+
+    def annual_holder(self, nis_code: str, period: str, since: str | None = None) -> Delivery | None:
+        """P3: the annual list that stands in the way, by calendar period or since a moment."""
+        with self.engine.connect() as conn:
+            return self._holder_in(conn, nis_code, period, since)
+
+    def audit(self, name: str, since: str, until: str, nis_code: str | None = None) -> list[dict]:
+        """Rows of one audit query (include/sql/ledger/audit_<name>.sql) for [since, until)."""
+        params = {"since": since, "until": until, "nis_code": nis_code}
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(self._sql(f"audit_{name}"), params).mappings()]
+
     def deliveries_of_run(self, run_id: str) -> list[Delivery]:
         with self.engine.connect() as conn:
             rows = conn.execute(self._sql("deliveries_of_run"), {"run_id": run_id}).mappings().all()
@@ -325,25 +339,25 @@ class Ledger:
         period: str,
         reference_date: str,
         correction_ref: str | None = None,
+        since: str | None = None,
     ) -> Delivery:
         """Create the delivery, or return it when a retry finds it already planned.
 
-        P3: an annual delivery reserves its municipality's period. A check first, for a clear
-        message; the unique index decides when two runs race.
+        P3: an annual delivery reserves its municipality's period (the calendar year, or with
+        ``since`` a rolling period). The check runs inside the one-writer transaction, so two
+        runs cannot both pass it; the unique index on (municipality, year) stands behind it.
         """
         existing = self.get_delivery(delivery_id)
         if existing is not None:
             if existing.state == "failed" and kind == "annual":
-                holder = self.annual_delivery_in_period(nis_code, period)
-                if holder is not None:
+                holder = self.annual_holder(nis_code, period, since)
+                if holder is not None and holder.delivery_id != delivery_id:
                     raise AlreadyDelivered(holder)
             return existing
-        if kind == "annual":
-            holder = self.annual_delivery_in_period(nis_code, period)
-            if holder is not None:
-                raise AlreadyDelivered(holder)
         try:
             with self._writing() as conn:
+                if kind == "annual" and (holder := self._holder_in(conn, nis_code, period, since)):
+                    raise AlreadyDelivered(holder)
                 conn.execute(
                     self._sql("insert_delivery"),
                     {
@@ -366,7 +380,7 @@ class Ledger:
                     delivery_id=delivery_id,
                 )
         except IntegrityError:
-            holder = self.annual_delivery_in_period(nis_code, period) if kind == "annual" else None
+            holder = self.annual_holder(nis_code, period, since) if kind == "annual" else None
             if holder is not None and holder.delivery_id != delivery_id:
                 raise AlreadyDelivered(holder) from None
             raise
