@@ -114,7 +114,8 @@ def render_plaintext(job: Job) -> tuple[bytes, pa.Table]:
             "staging area was removed. Clear the run from its extract task to redo this delivery."
         )
     with scrubbed(f"writing the list of {job.recipient.label}"):
-        table = pq.read_table(job.partition_path)
+        # ParquetFile rather than read_table: the latter imports pandas (0.2 s in each task).
+        table = pq.ParquetFile(job.partition_path).read()
         fields = job.recipient.protocol.fields
         return listfile.render(table, fields), selection.minimise(table, fields)
 

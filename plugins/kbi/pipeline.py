@@ -17,17 +17,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pyarrow.parquet as pq
-
-from kbi import crypto, reference, registry, selection, source
+from kbi import crypto, reference, registry
 from kbi.delivery import Channels, DeliveryMachine, Job
 from kbi.errors import DataError, KbiError, scrubbed
 from kbi.ledger import AlreadyDelivered, Ledger
-from kbi.quality import checks
-from kbi.quality.quarantine import Quarantine
 from kbi.settings import Settings
+
+if TYPE_CHECKING:
+    from kbi.quality.quarantine import Quarantine
+
+# The extract, quality and partition steps import pyarrow's compute and parquet modules inside
+# their functions: the 285 deliver tasks import this module too and need none of it.
 
 log = logging.getLogger(__name__)
 
@@ -210,6 +212,8 @@ def _key_problem(recipient: registry.Recipient, registry_dir: Path, today: date,
 
 
 def extract(engine: Any, plan_: dict[str, Any]) -> dict[str, Any]:
+    from kbi import source
+
     path = Path(plan_["run_dir"]) / "extract.parquet"
     got = source.extract(engine, path)
     log.info(
@@ -254,7 +258,9 @@ def check_quality(
 ) -> dict[str, Any]:
     """The Great Expectations suite and the blocking checks; failing rows to the quarantine;
     run-level gates stop the run (P11)."""
-    from kbi.quality import gx_suite, report
+    import pyarrow.parquet as pq
+
+    from kbi.quality import checks, gx_suite, report
 
     run_id = plan_["run_id"]
     today = date.fromisoformat(plan_["today"])
@@ -349,6 +355,10 @@ def partition(
     configured share since the municipality's last delivery stops the run (P11), unless the
     run's ``accept_count_change`` names that municipality.
     """
+    import pyarrow.parquet as pq
+
+    from kbi import selection
+
     receiving = {r["nis_code"]: r["name"] for r in plan_["receiving"]}
     reference_date = date.fromisoformat(plan_["reference_date"])
     with scrubbed("selecting and partitioning"):

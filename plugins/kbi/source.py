@@ -51,8 +51,9 @@ EXTRACT_SCHEMA = pa.schema(
         ("unparsed", pa.string()),  # comma-separated names of columns that did not parse
     ]
 )
-_TRUE = pa.array(["1", "t", "true", "y", "yes"])
-_FALSE = pa.array(["0", "f", "false", "n", "no"])
+# Plain tuples: building Arrow arrays at import time would import pandas into every task.
+_TRUE = ("1", "t", "true", "y", "yes")
+_FALSE = ("0", "f", "false", "n", "no")
 _BATCH = 50_000
 # YYYY-MM-DD, optionally followed by an ISO time part (a timestamp column read as text).
 _DATE_SHAPE = (
@@ -113,8 +114,8 @@ def _read_postgres(conn: Connection, sql: str) -> pa.Table:
 
 def _normalise_bool(col: pa.ChunkedArray) -> tuple[pa.ChunkedArray, pa.ChunkedArray]:
     lowered = pc.utf8_lower(pc.utf8_trim_whitespace(col))
-    value = pc.if_else(pc.is_in(lowered, value_set=_TRUE), True, None)
-    value = pc.if_else(pc.is_in(lowered, value_set=_FALSE), False, value)
+    value = pc.if_else(pc.is_in(lowered, value_set=pa.array(_TRUE, pa.string())), True, None)
+    value = pc.if_else(pc.is_in(lowered, value_set=pa.array(_FALSE, pa.string())), False, value)
     bad = pc.and_(pc.is_valid(col), pc.is_null(value))
     return value.cast(pa.bool_()), bad
 
