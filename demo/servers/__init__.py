@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 
 def utc_stamp() -> str:
@@ -34,3 +36,22 @@ def write_atomically(path: Path, data: bytes) -> Path:
 def store_numbered(outdir: Path, suffix: str, data: bytes, counter: int) -> Path:
     """Store ``data`` as ``outdir/<UTC timestamp>-<counter><suffix>``, atomically."""
     return write_atomically(outdir / f"{utc_stamp()}-{counter:06d}{suffix}", data)
+
+
+class Running:
+    """``with Server(...) as s:`` starts it and stops it, whatever happens inside."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

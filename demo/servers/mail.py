@@ -13,12 +13,11 @@ import logging
 import threading
 from email.message import EmailMessage
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from aiosmtpd.controller import Controller
 
-from demo.servers import store_numbered
+from demo.servers import Running, store_numbered
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class _Handler:
         return "250 2.0.0 Message accepted for delivery"
 
 
-class MailSink:
+class MailSink(Running):
     """SMTP sink on its own thread; ``stop()`` closes the port, ``start()`` re-binds the same port."""
 
     def __init__(self, outdir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -131,15 +130,3 @@ class MailSink:
             assert isinstance(msg, EmailMessage)
             result.append(msg)
         return result
-
-    def __enter__(self) -> MailSink:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

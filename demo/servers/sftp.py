@@ -14,10 +14,11 @@ import os
 import posixpath
 import threading
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import asyncssh
+
+from demo.servers import Running
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +259,7 @@ class _SSHServer(asyncssh.SSHServer):
         log.info("sftp auth ok from %s as %s (publickey)", self._peer, self._user)
 
 
-class SftpServer:
+class SftpServer(Running):
     """asyncssh SFTP server on its own event loop thread.
 
     ``stop()`` closes the listener and aborts live sessions, so clients see "connection refused"
@@ -380,15 +381,3 @@ class SftpServer:
             loop.close()
             self._loop = self._thread = self._acceptor = None
             log.info("sftp server on port %d stopped", self._port)
-
-    def __enter__(self) -> SftpServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -29,11 +29,10 @@ import threading
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from demo.servers import store_numbered
+from demo.servers import Running, store_numbered
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ class _Server(ThreadingHTTPServer):
         super().__init__(address, _Handler)
 
 
-class SmsSink:
+class SmsSink(Running):
     """HTTP SMS-gateway sink on its own thread; ``stop()`` closes the port, ``start()`` re-binds it."""
 
     def __init__(self, outdir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
@@ -166,15 +165,3 @@ class SmsSink:
     def messages(self) -> list[dict[str, Any]]:
         """All stored requests, oldest first."""
         return [json.loads(p.read_text()) for p in self.message_paths()]
-
-    def __enter__(self) -> SmsSink:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

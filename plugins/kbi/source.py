@@ -192,14 +192,13 @@ def extract(engine: Engine, out_path: Path, nis_codes: list[str] | None = None) 
 
     ``nis_codes`` limits it to residents of those municipalities (a correction, P9)."""
     dialect = engine.dialect.name
-    if nis_codes is None:
-        sql = sqlfiles.load("source/extract_inburgeraars", dialect)
-        count_sql = sqlfiles.load("source/count_inburgeraars", dialect)
-    else:
-        codes = _codes(nis_codes)
-        sql = sqlfiles.load("source/extract_inburgeraars_of", dialect).replace("{codes}", codes)
-        count_sql = sqlfiles.load("source/count_inburgeraars_of", dialect).replace("{codes}", codes)
-    sql, count_sql = (_strip(text) for text in (sql, count_sql))
+    sql = _strip(sqlfiles.load("source/extract_inburgeraars", dialect))
+    count_sql = _strip(sqlfiles.load("source/count_inburgeraars", dialect))
+    if nis_codes is not None:
+        where = _strip(sqlfiles.load("source/filter_municipalities", dialect)).replace(
+            "{codes}", _codes(nis_codes)
+        )
+        sql, count_sql = f"{sql}\n{where}", f"{count_sql}\n{where}"
     reader = _read_postgres if dialect == "postgresql" else _read_generic
     # Connecting is outside the scrub: its errors (server down, bad credentials) hold no data
     # and the data engineer needs them whole. PostgreSQL reads both in one snapshot.

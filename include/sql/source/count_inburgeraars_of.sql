@@ -1,1 +1,0 @@
-SELECT COUNT(*) FROM kbi_inburgeraar WHERE doelgroep = 'inburgeraar' AND nis_code_hoofdverblijf IN ({codes})
