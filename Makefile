@@ -41,6 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+## make bench: the run through Airflow vs. the floor, 25k and 1M rows (SIZE=small: smoke run); var/bench/
 bench: $(STAMP)
 	$(BIN)/python -m demo bench $(if $(filter small,$(SIZE)),--small,)
 

@@ -2,6 +2,7 @@
 
 python -m demo run [--rows N] [--seed S]   generate, start the stack, run kbi_distribution
 python -m demo airflow [--port 8080]       the Airflow UI (and the demo servers) until Ctrl-C
+python -m demo bench [--small] [--sizes …]  the benchmark (demo/bench.py)
 """
 
 from __future__ import annotations
@@ -234,6 +235,11 @@ def main(argv: list[str] | None = None) -> int:
     ui = sub.add_parser("airflow", help="the Airflow UI on the demo's Airflow home")
     ui.add_argument("--port", type=int, default=int(os.environ.get("KBI_DEMO_PORT", "8080")))
     ui.set_defaults(func=cmd_airflow)
+    from demo import bench
+
+    bench_cmd = sub.add_parser("bench", help="the pipeline through Airflow vs. the floor (make bench)")
+    bench.add_arguments(bench_cmd)
+    bench_cmd.set_defaults(func=bench.cmd_bench)
     args = parser.parse_args(argv)
     return args.func(args)
 

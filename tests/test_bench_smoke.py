@@ -1,0 +1,57 @@
+"""`make bench SIZE=small` as CI's smoke test: the benchmark runs end to end and reports.
+
+No timing is asserted (a shared CI machine says nothing about speed): only that the run
+succeeded, the result files exist and every number in the machine-readable line is positive.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from kbi import settings
+
+pytestmark = pytest.mark.slow
+
+BENCH_LINE = re.compile(
+    r"^BENCH rows=(\d+) municipalities=(\d+) pipeline_s=([0-9.]+) floor_s=([0-9.]+) "
+    r"ratio=([0-9.]+) peak_rss_mb=([0-9.]+)$"
+)
+
+
+def test_small_benchmark_runs_end_to_end(tmp_path) -> None:
+    out = tmp_path / "bench"
+    proc = subprocess.run(
+        [sys.executable, "-m", "demo", "bench", "--small", "--out", str(out)],
+        cwd=settings.PROJECT_ROOT,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join([str(settings.PROJECT_ROOT / "plugins"), "."])},
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+    last = proc.stdout.strip().splitlines()[-1]
+    m = BENCH_LINE.match(last)
+    assert m, f"last line is not a BENCH line: {last!r}"
+    rows, municipalities, *measured = m.groups()
+    assert int(rows) > 0 and int(municipalities) > 0
+    assert all(float(x) > 0 for x in measured)
+
+    results = json.loads((out / "results.json").read_text())
+    small = results["sizes"]["small"]
+    assert small["pipeline"]["state"] == "success"
+    assert small["municipalities"] == int(municipalities)
+    # The floor did the same work as the pipeline: the same rows reached the files.
+    assert small["floor"]["rows_delivered"] == small["pipeline"]["summary"]["rows_delivered"]
+    stages = {s["stage"] for s in small["stages"]}
+    assert {"extract", "check_quality", "deliver"} <= stages
+    assert "| small |" in (out / "results.md").read_text()
+    # Counts and timings only: the plaintext extract used for the quality comparison is gone.
+    assert not list(out.rglob("floor-extract.parquet"))
