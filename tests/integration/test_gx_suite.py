@@ -42,14 +42,31 @@ def _extract(rows: int, seed: int) -> tuple[pa.Table, list[dict]]:
     return source.normalise(text), raw.to_pylist()
 
 
-EDGE_NAMES = ["\u00a0", " \t ", "Ann\u2028a", "A" * 101, "Zoë", "N'Diaye", "Ça", "\x7f", "José\u0085"]
+EDGE_NAMES = [
+    "\u00a0",
+    " \t ",
+    "Ann\u2028a",
+    "A" * 101,
+    "Zoë",
+    "N'Diaye",
+    "Ça",
+    "\x7f",
+    "José\u0085",
+    "\n",
+    "Jan\n",
+]
+# Python's `$` also matches before a final line break, RE2's does not; full-width digits are
+# digits to Python's \d. Each must fail the format check in both engines.
+EDGE_NUMBERS = ["85073003328\n", "8507300332", "850730033281", " 85073003328", "８５０７３００３３２８", ""]
 
 
 def _with_edge_rows(extract: pa.Table) -> pa.Table:
-    """Names that regex engines disagree on unless the patterns are written with care."""
-    rows = extract.slice(0, len(EDGE_NAMES)).to_pylist()
-    for row, name in zip(rows, EDGE_NAMES, strict=True):
+    """Names and numbers that regex engines disagree on unless the patterns are written with care."""
+    rows = extract.slice(0, len(EDGE_NAMES) + len(EDGE_NUMBERS)).to_pylist()
+    for row, name in zip(rows, EDGE_NAMES, strict=False):
         row["familienaam"] = name
+    for row, number in zip(rows[len(EDGE_NAMES) :], EDGE_NUMBERS, strict=True):
+        row["insz"] = number
     return pa.concat_tables([extract, pa.Table.from_pylist(rows, schema=extract.schema)])
 
 
@@ -66,6 +83,8 @@ def test_suite_and_masks_agree_on_every_rule(gx_suite) -> None:
     failing = {e["check"] for e in result.expectations if not e["success"] and e["severity"] == "blocking"}
     assert failing == set(masks.failures)  # ... exactly the checks that quarantined rows
     assert result.run_level_failures() == []
+    edge = extract.slice(extract.num_rows - len(EDGE_NUMBERS))
+    assert pc.all(pc.equal(checks.run(edge, TODAY).failed["failed_check"], "insz_format")).as_py()
 
 
 def test_run_level_expectations(gx_suite) -> None:

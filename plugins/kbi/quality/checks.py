@@ -25,11 +25,14 @@ from kbi.errors import scrubbed
 from kbi.quality import national_number
 
 MAX_NAME_LENGTH = 100
-# Patterns that read the same in RE2 (Arrow) and Python's re (pandas may use either): literal
-# characters instead of \s or \x{…}. Blank = only spaces, tabs, line breaks, no-break spaces.
-BLANK = "^[ \t\r\n\f\v\u00a0\u2007\u202f]*$"
+# Patterns that read the same in RE2 (Arrow) and Python's re, and that pandas keeps on Arrow's
+# engine: literal characters instead of \s or \x{…}, and no `$` (Python's also matches before a
+# trailing line break; pandas falls back to Python's re, row by row, when the data holds one).
+# Blank = nothing but spaces, tabs, line breaks, no-break spaces: no character outside those.
+NOT_BLANK = "[^ \t\r\n\f\v\u00a0\u2007\u202f]"
 CONTROL = "[\x00-\x1f\x7f-\x9f\u2028\u2029]"
-ELEVEN_DIGITS = "^[0-9]{11}$"
+NOT_DIGIT = "[^0-9]"
+NATIONAL_NUMBER_LENGTH = 11
 BIS_MONTH = "^[0-9]{2}[2-5]"
 
 # Stable names: they appear in the quarantine, the reports and the ledger counts.
@@ -71,6 +74,7 @@ class Rule:
     expectation: str  # the GX 1.x expectation class (built-in, or ours in gx_suite)
     kwargs: Callable[[Context], Mapping[str, Any]]
     mask: Mask
+    condition_columns: tuple[str, ...] = ()  # columns its GX row_condition reads besides ``column``
 
     @property
     def label(self) -> str:
@@ -97,6 +101,10 @@ def _not_matching(column: str, pattern: str) -> Mask:
 
 def _longer(column: str, limit: int) -> Mask:
     return lambda t, c: _np(pc.greater(pc.utf8_length(t[column]), limit))
+
+
+def _length_is_not(column: str, length: int) -> Mask:
+    return lambda t, c: _np(pc.not_equal(pc.utf8_length(t[column]), length))
 
 
 def _after_today(column: str) -> Mask:
@@ -146,9 +154,16 @@ RULES: tuple[Rule, ...] = (
     Rule(
         "insz_format",
         "insz",
-        "ExpectColumnValuesToMatchRegex",
-        lambda c: {"regex": ELEVEN_DIGITS},
-        _not_matching("insz", ELEVEN_DIGITS),
+        "ExpectColumnValueLengthsToEqual",
+        lambda c: {"value": NATIONAL_NUMBER_LENGTH},
+        _length_is_not("insz", NATIONAL_NUMBER_LENGTH),
+    ),
+    Rule(
+        "insz_format",
+        "insz",
+        "ExpectColumnValuesToNotMatchRegex",
+        lambda c: {"regex": NOT_DIGIT},
+        _matches("insz", NOT_DIGIT),
     ),
     Rule(
         "insz_checksum",
@@ -171,11 +186,16 @@ RULES: tuple[Rule, ...] = (
         "ExpectColumnValuesToNotMatchRegex",
         lambda c: {"regex": BIS_MONTH, "row_condition": "ingeschreven==True", "condition_parser": "pandas"},
         _bis_registered,
+        condition_columns=("ingeschreven",),
     ),
     *_names("name_missing", lambda col: ("ExpectColumnValuesToNotBeNull", _none, _null(col))),
     *_names(
         "name_missing",
-        lambda col: ("ExpectColumnValuesToNotMatchRegex", lambda c: {"regex": BLANK}, _matches(col, BLANK)),
+        lambda col: (
+            "ExpectColumnValuesToMatchRegex",
+            lambda c: {"regex": NOT_BLANK},
+            _not_matching(col, NOT_BLANK),
+        ),
     ),
     *_names(
         "name_invalid",
@@ -211,8 +231,8 @@ RULES: tuple[Rule, ...] = (
         Rule(
             "date_in_future",
             col,
-            "ExpectColumnValuesToBeBetween",
-            lambda c: {"max_value": c.today},
+            "ExpectColumnDatesToBeOnOrBefore",
+            lambda c: {"day": c.today.isoformat()},
             _after_today(col),
         )
         for col in ("contract_op", "attest_op", "overleden_op")

@@ -30,16 +30,25 @@ class Verdicts:
 
 
 def _digits(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 11) digit matrix and the mask of well-formed (exactly 11 ASCII digits) entries."""
+    """(N, 11) digit matrix (uint8) and the mask of well-formed (exactly 11 ASCII digits) entries."""
     well_formed = pc.fill_null(pc.match_substring_regex(values, r"^[0-9]{11}$"), False)
     well = np.asarray(well_formed.to_numpy(zero_copy_only=False), dtype=bool)
     filled = pc.if_else(well_formed, values, "00000000000").cast(pa.binary(11)) if len(values) else values
     if len(values) == 0:
-        return np.zeros((0, 11), dtype=np.int64), well
+        return np.zeros((0, 11), dtype=np.uint8), well
     raw = np.frombuffer(filled.buffers()[1], dtype=np.uint8)[
         filled.offset * 11 : (filled.offset + len(filled)) * 11
     ]
-    return (raw.reshape(-1, 11).astype(np.int64) - 48), well
+    return raw.reshape(-1, 11) - np.uint8(48), well
+
+
+def _number(digits: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The digits start..stop-1 of every row as one int64 (column by column: no N×11 int64 copy)."""
+    out = np.zeros(len(digits), dtype=np.int64)
+    for i in range(start, stop):
+        out *= 10
+        out += digits[:, i]
+    return out
 
 
 def check(values: pa.Array | pa.ChunkedArray, today: date) -> Verdicts:
@@ -50,10 +59,9 @@ def check(values: pa.Array | pa.ChunkedArray, today: date) -> Verdicts:
     if n == 0:
         empty = np.zeros(0, dtype=bool)
         return Verdicts(empty, empty, empty, empty)
-    weights = 10 ** np.arange(8, -1, -1, dtype=np.int64)
-    first9 = digits[:, :9] @ weights
-    check_digits = digits[:, 9] * 10 + digits[:, 10]
-    yy = digits[:, 0] * 10 + digits[:, 1]
+    first9 = _number(digits, 0, 9)
+    check_digits = _number(digits, 9, 11)
+    yy = _number(digits, 0, 2)
     old_ok = (97 - first9 % 97) == check_digits
     # Born in 2000 or later: a 2 is put in front before taking the remainder (only possible for
     # years that have started).
@@ -61,8 +69,8 @@ def check(values: pa.Array | pa.ChunkedArray, today: date) -> Verdicts:
     new_ok = new_possible & ((97 - (2_000_000_000 + first9) % 97) == check_digits)
     checksum_ok = (old_ok | new_ok) & well
 
-    mm_raw = digits[:, 2] * 10 + digits[:, 3]
-    dd = digits[:, 4] * 10 + digits[:, 5]
+    mm_raw = _number(digits, 2, 4)
+    dd = _number(digits, 4, 6)
     is_bis = well & (mm_raw >= 20)
     mm = mm_raw % 20
     year = np.where(new_ok, 2000, 1900) + yy
