@@ -118,7 +118,7 @@ DECISION_PARAMS = {
     },
 )
 def kbi_correction_request():
-    @task
+    @task(multiple_outputs=False)
     def register() -> dict:
         return t.register_correction()
 
@@ -138,7 +138,7 @@ def kbi_correction_request():
             answer["chosen_options"][0]
         ]
 
-    @task
+    @task(multiple_outputs=False)
     def extend() -> dict:
         return t.extend_correction()
 
@@ -161,11 +161,11 @@ def kbi_correction_request():
 
     # The decisions are read from XCom inside: passing decide.output would make these direct
     # downstream tasks of the branch, which would skip them at once when it chose "meer tijd".
-    @task(trigger_rule="none_failed_min_one_success")
+    @task(trigger_rule="none_failed_min_one_success", multiple_outputs=False)
     def redeliver() -> dict:
         return t.redeliver_correction()
 
-    @task(trigger_rule="none_failed_min_one_success")
+    @task(trigger_rule="none_failed_min_one_success", multiple_outputs=False)
     def close_no_error() -> dict:
         return t.close_correction()
 

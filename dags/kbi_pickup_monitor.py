@@ -43,7 +43,7 @@ from kbi import airflow_tasks as t
     },
 )
 def kbi_pickup_monitor():
-    @task
+    @task(multiple_outputs=False)
     def sweep_pickups() -> dict:
         return t.sweep_pickups()
 
@@ -51,11 +51,11 @@ def kbi_pickup_monitor():
     def report_deliveries(swept: dict | None) -> int:
         return t.report_deliveries(swept)
 
-    @task
+    @task(multiple_outputs=False)
     def warn_expiring_keys() -> dict:
         return t.warn_expiring_keys()
 
-    @task
+    @task(multiple_outputs=False)
     def check_correction_deadlines() -> dict:
         return t.check_correction_deadlines()
 

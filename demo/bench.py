@@ -50,6 +50,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
@@ -1216,7 +1217,33 @@ def combine(
     }
 
 
-def bench_size(out: Path, size: Size, seed: int) -> dict[str, Any]:
+@contextlib.contextmanager
+def metadata_options(places: env.Places, metadata: str) -> Iterator[dict[str, Any]]:
+    """How the stack reaches its databases: production's PostgreSQL, or the demo's SQLite files.
+
+    SQLite serialises every write: four deliver tasks, the scheduler and the api-server queue on
+    one file lock, which is why Airflow supports only PostgreSQL or MySQL for a LocalExecutor."""
+    from demo import environment as env
+    from demo import pgdb
+
+    if metadata == "sqlite":
+        yield {}
+        return
+    why = pgdb.unreachable()
+    if why:
+        raise RuntimeError(f"{why}; start it, point KBI_PG_HOST/KBI_PG_PORT at one, or use --metadata sqlite")
+    chain_secret = env.secrets_of(places)["chain_secret"]
+    with pgdb.fresh_database("kbi_bench") as database:
+        yield {
+            "db_url": database.url,
+            "extra_env": {
+                "AIRFLOW_CONN_KBI_LEDGER": json.dumps(database.connection(chain_secret=chain_secret)),
+                "AIRFLOW_CONN_KBI_QUARANTINE": json.dumps(database.connection()),
+            },
+        }
+
+
+def bench_size(out: Path, size: Size, seed: int, metadata: str = "postgres") -> dict[str, Any]:
     from demo.stack import running
 
     today = brussels_today()
@@ -1224,15 +1251,16 @@ def bench_size(out: Path, size: Size, seed: int) -> dict[str, Any]:
     say("[1/4] world: synthetic KBI, registry, key pairs (made once in the keys folder) …")
     places, recipients = prepare(out, size, seed, today)
     code = code_version()  # the task processes import the tree as it is now
-    say("[2/4] stack: embedded servers + Airflow (LocalExecutor) …")
+    say(f"[2/4] stack: embedded servers + Airflow (LocalExecutor, {metadata} metadata) …")
     t0 = time.monotonic()
-    with running(places) as stack:
+    with metadata_options(places, metadata) as options, running(places, **options) as stack:
         say(f"      healthy after {time.monotonic() - t0:.0f} s")
         say(f"[3/4] {DAG_ID} through the scheduler …")
         components = {p.popen.pid: p.name for p in stack.processes if p.popen is not None}
         pipeline = run_pipeline(places, stack, today, Sampler(components))
         pipeline["parallelism"] = int(stack.env.get("AIRFLOW__CORE__PARALLELISM", "32"))
         pipeline["code"] = code
+        pipeline["metadata"] = metadata
         if pipeline["state"] != "success":
             raise RuntimeError(f"the run ended {pipeline['state']}; see {places.airflow_home / 'logs'}")
         refused = pipeline.get("summary", {}).get("municipalities", {}).get("refused")
@@ -1414,6 +1442,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--out", type=Path, default=settings.PROJECT_ROOT / "var" / "bench")
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--metadata",
+        choices=("postgres", "sqlite"),
+        default="postgres",
+        help="Airflow's metadata database and the ledger/quarantine: a fresh PostgreSQL database on "
+        "KBI_PG_HOST:KBI_PG_PORT (127.0.0.1:5432, dropped afterwards), as in production; or the "
+        "demo's SQLite files",
+    )
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -1425,7 +1461,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     done = []
     for size in sizes:
-        done.append(bench_size(out, size, args.seed))
+        done.append(bench_size(out, size, args.seed, args.metadata))
         write_results(out, done)  # each size is kept even if a later one fails
     results = write_results(out, done)
     say("")

@@ -285,7 +285,7 @@ def airflow_env(
     *,
     api_port: int,
     log_server_port: int,
-    executor: str = "LocalExecutor",
+    executor: str = "kbi.executor.PreloadingLocalExecutor",
     db_url: str | None = None,
     broker_url: str | None = None,
 ) -> dict[str, str]:
@@ -307,7 +307,7 @@ def airflow_env(
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": executor,
-        "AIRFLOW__CORE__PARALLELISM": "4",
+        "AIRFLOW__CORE__PARALLELISM": "6",  # kbi_distribution runs up to six deliveries at once
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
         "AIRFLOW__CORE__AUTH_MANAGER": (

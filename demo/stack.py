@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -112,7 +113,7 @@ class Stack:
         ports: dict[str, int],
         api_port: int | None = None,
         *,
-        executor: str = "LocalExecutor",
+        executor: str = "kbi.executor.PreloadingLocalExecutor",
         db_url: str | None = None,
         broker_url: str | None = None,
         extra_env: dict[str, str] | None = None,
@@ -178,12 +179,15 @@ class Stack:
 
 
 @contextlib.contextmanager
-def running(places: Places, with_airflow: bool = True, api_port: int | None = None) -> Iterator[Stack]:
+def running(
+    places: Places, with_airflow: bool = True, api_port: int | None = None, **airflow_options: Any
+) -> Iterator[Stack]:
+    """The demo's servers and Airflow; ``airflow_options`` go to ``Stack.start_airflow``."""
     stack = Stack(places)
     try:
         ports = stack.start_servers()
         if with_airflow:
-            stack.start_airflow(ports, api_port)
+            stack.start_airflow(ports, api_port, **airflow_options)
             stack.wait_healthy()
         yield stack
     finally:

@@ -156,14 +156,13 @@ def partition(plan_: dict[str, Any], checked: dict[str, Any]) -> list[dict[str, 
 
 
 @fail_fast
-def deliver(plan_: dict[str, Any], item: dict[str, Any]) -> dict[str, Any]:
+def deliver(item: dict[str, Any]) -> dict[str, Any]:
     from kbi import airflow_glue, pipeline
 
     return pipeline.deliver(
         airflow_glue.ledger(),
         airflow_glue.AirflowChannels(),
         settings.load(),
-        plan_,
         item,
         on_secret=airflow_glue.mask,
     )

@@ -123,8 +123,10 @@ def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any
             )
     requested = set(params.municipalities)
     directory = _private_dir(run_dir(settings, params.run_id))
+    registry.write_snapshot(reg, directory / REGISTRY_SNAPSHOT)
     key_check_dir = directory / "keycheck"
     decisions: list[dict[str, Any]] = []
+    needs_key: dict[str, registry.Recipient] = {}
     for nis, muni in sorted(known.items()):
         recipient = reg.recipients.get(nis)
         decision: dict[str, Any] = {"nis_code": nis, "name": muni.name, "decision": "deliver"}
@@ -148,19 +150,18 @@ def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any
                 holder = ledger.annual_holder(nis, params.period, params.since)
                 if holder is not None and holder.run_id != params.run_id:
                     decision |= {"decision": "refused", "rule": "P3", "reason": str(AlreadyDelivered(holder))}
-                elif problem := _key_problem(recipient, reg.directory, params.today, key_check_dir):
-                    decision |= {"decision": "refused", "rule": "P6", "reason": problem}
+                else:
+                    needs_key[nis] = recipient
         decisions.append(decision)
-        # Municipalities outside the registry are recorded too: the ledger says why each got nothing.
-        if not params.dry_run and not (requested and nis not in requested):
-            ledger.record_decision(
-                params.run_id,
-                nis,
-                muni.name,
-                decision["decision"],
-                decision.get("rule"),
-                decision.get("reason"),
-            )
+    problems = _key_problems(needs_key, reg.directory, params.today, key_check_dir)
+    for decision in decisions:
+        if problem := problems.get(decision["nis_code"]):
+            decision |= {"decision": "refused", "rule": "P6", "reason": problem}
+    # Municipalities outside the registry are recorded too: the ledger says why each got nothing.
+    if not params.dry_run:
+        ledger.record_decisions(
+            params.run_id, [d for d in decisions if not (requested and d["nis_code"] not in requested)]
+        )
     receiving = [
         {"nis_code": d["nis_code"], "name": d["name"]} for d in decisions if d["decision"] == "deliver"
     ]
@@ -206,6 +207,26 @@ def _key_problem(recipient: registry.Recipient, registry_dir: Path, today: date,
     finally:
         crypto.remove_keyring(home)
     return None
+
+
+KEY_CHECK_WORKERS = 4  # gpg runs in its own processes: threads overlap their start-up
+
+
+def _key_problems(
+    recipients: dict[str, registry.Recipient], registry_dir: Path, today: date, home: Path
+) -> dict[str, str]:
+    """``_key_problem`` for each recipient, each in a keyring of its own; the refused ones."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    try:
+        with ThreadPoolExecutor(KEY_CHECK_WORKERS) as pool:
+            found = pool.map(
+                lambda item: (item[0], _key_problem(item[1], registry_dir, today, home / item[0])),
+                recipients.items(),
+            )
+            return {nis: problem for nis, problem in found if problem}
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
 
 
 # --- 2. extract ---------------------------------------------------------------------------------
@@ -383,6 +404,8 @@ def partition(
                 f"delivery ({shown}). If expected, trigger again with accept_count_change listing them"
             )
             _halt(ledger, plan_, reason, {"moved": moved}, alert)
+    # What a deliver task needs of the plan, in its own item: no mapped task pulls the whole plan.
+    run = {k: plan_.get(k) for k in DELIVER_NEEDS}
     with scrubbed("staging the partitions"):
         out_dir = _private_dir(Path(plan_["run_dir"]) / "partitions")
         items = []
@@ -392,7 +415,9 @@ def partition(
                 part = selection.empty_partition()
             path = out_dir / f"{nis}.parquet"
             pq.write_table(part, path)
-            items.append({"nis_code": nis, "name": name, "rows": part.num_rows, "partition": str(path)})
+            items.append(
+                {"nis_code": nis, "name": name, "rows": part.num_rows, "partition": str(path), "run": run}
+            )
     log.info("Selection: %s", json.dumps(counts, sort_keys=True))
     _write_json(reports_dir(settings, plan_["run_id"]) / "selection.json", counts)
     return items
@@ -401,28 +426,46 @@ def partition(
 # --- 5. deliver (one municipality) ----------------------------------------------------------------
 
 
+REGISTRY_SNAPSHOT = "registry.json"
+DELIVER_NEEDS = (
+    "run_id",
+    "run_dir",
+    "registry_version",
+    "period",
+    "reference_date",
+    "today",
+    "dry_run",
+    "p3_since",
+)
+
+
 def deliver(
     ledger: Ledger,
     channels: Channels,
     settings: Settings,
-    plan_: dict[str, Any],
     item: dict[str, Any],
     on_secret: Any = None,
 ) -> dict[str, Any]:
-    reg = registry.load(settings.registry_path)
-    if reg.version != plan_["registry_version"]:
+    """One municipality's delivery; ``item`` is one entry of ``partition``'s list."""
+    plan_ = item["run"]
+    version = registry.version(settings.registry_path)
+    if version != plan_["registry_version"]:
         raise RunRefused(
-            f"the recipients registry changed during the run ({plan_['registry_version']} → {reg.version}); "
+            f"the recipients registry changed during the run ({plan_['registry_version']} → {version}); "
             "start a new run so that every municipality is decided on the same registry"
         )
-    recipient = reg.recipients[item["nis_code"]]
     directory = Path(plan_["run_dir"])
+    snapshot = directory / REGISTRY_SNAPSHOT
+    if snapshot.is_file():
+        recipient = registry.planned_recipient(snapshot, item["nis_code"], version)
+    else:  # a run planned before snapshots existed
+        recipient = registry.load(settings.registry_path).recipients[item["nis_code"]]
     job = Job(
         run_id=plan_["run_id"],
         kind="annual",
         period=plan_["period"],
         recipient=recipient,
-        registry_dir=reg.directory,
+        registry_dir=settings.registry_path.parent,
         reference_date=date.fromisoformat(plan_["reference_date"]),
         partition_path=Path(item["partition"]),
         workdir=directory / "work" / item["nis_code"],

@@ -72,6 +72,22 @@ def _text(value: object) -> str | None:
     return str(value)
 
 
+def _as_text(col: tuple) -> pa.Array:
+    """One fetched column as text: in C when the driver gave str, int or bool (SQLite always does),
+    value by value (``_text``) for anything else, e.g. dates from another driver."""
+    try:
+        arr = pa.array(col)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed Python types
+        arr = None
+    if arr is not None and (
+        pa.types.is_string(arr.type) or pa.types.is_integer(arr.type) or pa.types.is_null(arr.type)
+    ):
+        return arr.cast(pa.string())
+    if arr is not None and pa.types.is_boolean(arr.type):
+        return pc.if_else(arr, "1", "0")
+    return pa.array([_text(v) for v in col], pa.string())
+
+
 def _read_generic(conn: Connection, sql: str) -> pa.Table:
     """Any SQLAlchemy database: fetch in batches, every value as text."""
     names = list(COLUMNS)
@@ -79,7 +95,7 @@ def _read_generic(conn: Connection, sql: str) -> pa.Table:
     result = conn.exec_driver_sql(sql)
     while rows := result.fetchmany(_BATCH):
         cols = list(zip(*rows, strict=True))
-        arrays = [pa.array([_text(v) for v in col], pa.string()) for col in cols]
+        arrays = [_as_text(col) for col in cols]
         batches.append(pa.RecordBatch.from_arrays(arrays, names=names))
     if not batches:
         return pa.table({n: pa.array([], pa.string()) for n in names})

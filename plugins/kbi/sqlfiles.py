@@ -21,7 +21,12 @@ def _read(path: Path) -> str:
 
 
 def path_of(name: str, dialect: str | None = None, sql_dir: Path | None = None) -> Path:
-    base = sql_dir or settings.load().sql_dir
+    return _path_of(name, dialect, sql_dir or settings.load().sql_dir)
+
+
+@cache
+def _path_of(name: str, dialect: str | None, base: Path) -> Path:
+    # Cached: the ledger asks for the same few files hundreds of times a run.
     if dialect:
         specific = base / f"{name}.{dialect}.sql"
         if specific.is_file():

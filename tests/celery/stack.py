@@ -15,20 +15,21 @@ from dataclasses import dataclass
 
 import pytest
 
-PG_HOST, PG_PORT = "127.0.0.1", 5432
+from demo import pgdb
+
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 CLAIM_KEY = "kbi_celery_test:claimed_by"
 
 
 @dataclass(frozen=True)
 class Backends:
-    database: str
+    database: pgdb.Database
     redis_db: int
 
     @property
     def db_url(self) -> str:
         """The Airflow metadata database (and the Celery result backend, with ``db+``)."""
-        return f"postgresql+psycopg2://postgres@{PG_HOST}:{PG_PORT}/{self.database}"
+        return self.database.url
 
     @property
     def broker_url(self) -> str:
@@ -36,24 +37,7 @@ class Backends:
 
     def connection(self, **extra: object) -> dict[str, object]:
         """An Airflow connection (JSON form) to this database, for the ledger and the quarantine."""
-        conn: dict[str, object] = {
-            "conn_type": "postgres",
-            "host": PG_HOST,
-            "port": PG_PORT,
-            "login": "postgres",
-            "schema": self.database,
-        }
-        return {**conn, "extra": extra} if extra else conn
-
-
-def _admin_engine():
-    import sqlalchemy as sa
-
-    return sa.create_engine(
-        f"postgresql+psycopg2://postgres@{PG_HOST}:{PG_PORT}/postgres",
-        isolation_level="AUTOCOMMIT",
-        connect_args={"connect_timeout": 3},
-    )
+        return self.database.connection(**extra)
 
 
 def _redis(db: int):
@@ -85,51 +69,28 @@ def _claim_redis_db(token: str) -> int:
 
 @contextlib.contextmanager
 def backends() -> Iterator[Backends]:
-    import sqlalchemy as sa
-
-    admin = _admin_engine()
-    try:
-        with admin.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        admin.dispose()
-        _skip(f"PostgreSQL does not answer on {PG_HOST}:{PG_PORT}: {str(exc).splitlines()[0]}")
+    why = pgdb.unreachable()
+    if why:
+        _skip(why)
     try:
         _redis(0).ping()
     except Exception as exc:
-        admin.dispose()
         _skip(f"Redis does not answer on {REDIS_HOST}:{REDIS_PORT}: {exc}")
 
     token = uuid.uuid4().hex[:12]
-    database = f"kbi_celery_{token}"
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    redis_db: int | None = None
-    try:
-        redis_db = _claim_redis_db(token)
-        yield Backends(database, redis_db)
-    finally:
+    with pgdb.fresh_database("kbi_celery") as database:
+        redis_db: int | None = None
         try:
+            redis_db = _claim_redis_db(token)
+            yield Backends(database, redis_db)
+        finally:
             if redis_db is not None:
                 client = _redis(redis_db)
                 client.flushdb()
                 client.close()
-        finally:
-            with admin.connect() as conn:
-                conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-            admin.dispose()
 
 
-def database_exists(name: str) -> bool:
-    import sqlalchemy as sa
-
-    admin = _admin_engine()
-    try:
-        with admin.connect() as conn:
-            found = conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name})
-            return found.first() is not None
-    finally:
-        admin.dispose()
+database_exists = pgdb.database_exists
 
 
 def redis_keys(db: int) -> int:

@@ -131,7 +131,7 @@ def test_celery_workers_deliver_the_yearly_lists(tmp_path: Path, key_cache: Path
             db.dispose_all()
 
     # Cleaned up: the database is gone and the Redis database is empty again.
-    assert not celery_stack.database_exists(backends.database)
+    assert not celery_stack.database_exists(backends.database.name)
     assert celery_stack.redis_keys(backends.redis_db) == 0
 
     # The tasks ran on the Celery worker: it logged each workload it received, Celery recorded

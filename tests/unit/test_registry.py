@@ -222,3 +222,33 @@ def test_notice_on_29_february_ends_on_28_february() -> None:
 def test_no_notice_no_end() -> None:
     assert registry.protocol_end(_recipient().protocol) is None
     assert registry.eligibility(_recipient(), date(2099, 1, 1)).eligible
+
+
+# --- the plan's snapshot, read by each deliver task ------------------------------------------------
+
+
+def test_snapshot_gives_back_the_validated_entry(tmp_path: Path) -> None:
+    reg = _load(tmp_path, "valid.yaml")
+    snapshot = tmp_path / "run" / "registry.json"
+    snapshot.parent.mkdir()
+    registry.write_snapshot(reg, snapshot)
+    assert snapshot.stat().st_mode & 0o777 == 0o600  # municipal contacts: the run's eyes only
+    assert registry.version(reg.path) == reg.version
+    for nis, entry in reg.recipients.items():
+        assert registry.planned_recipient(snapshot, nis, reg.version) == entry
+
+
+def test_snapshot_of_another_version_or_municipality_is_refused(tmp_path: Path) -> None:
+    reg = _load(tmp_path, "valid.yaml")
+    snapshot = tmp_path / "registry.json"
+    registry.write_snapshot(reg, snapshot)
+    with pytest.raises(registry.RegistryError, match="holds registry"):
+        registry.planned_recipient(snapshot, "44021", "sha256:0000000000000000")
+    with pytest.raises(registry.RegistryError, match="no entry for nis_code 12345"):
+        registry.planned_recipient(snapshot, "12345", reg.version)
+
+
+def test_version_without_parsing_follows_the_file(tmp_path: Path) -> None:
+    reg = _load(tmp_path, "valid.yaml")
+    reg.path.write_text(reg.path.read_text() + "\n# changed after the plan\n")
+    assert registry.version(reg.path) != reg.version

@@ -142,6 +142,22 @@ def test_empty_input() -> None:
     assert out.num_rows == 0 and out.schema == source.EXTRACT_SCHEMA
 
 
+@pytest.mark.parametrize(
+    ("column", "expected"),
+    [
+        (("a", None, "b"), ["a", None, "b"]),  # text: converted in C
+        ((1, 0, None), ["1", "0", None]),  # SQLite's booleans
+        ((True, False, None), ["1", "0", None]),
+        ((None, None), [None, None]),
+        ((date(2025, 2, 28), None), ["2025-02-28", None]),  # another driver's dates: one by one
+        (("1", 1, 1.5), ["1", "1", "1.5"]),  # mixed: one by one, as before
+    ],
+)
+def test_fetched_columns_become_text(column: tuple, expected: list) -> None:
+    out = source._as_text(column)
+    assert out.type == pa.string() and out.to_pylist() == expected
+
+
 # --- extract: SQLite ------------------------------------------------------------------------------
 
 ROWS = 600

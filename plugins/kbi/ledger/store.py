@@ -6,10 +6,11 @@ row and the chained log never disagree.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -251,26 +252,34 @@ class Ledger:
         rule: str | None = None,
         reason: str | None = None,
     ) -> None:
+        one = {"nis_code": nis_code, "name": municipality, "decision": decision}
+        self.record_decisions(run_id, [one | {"rule": rule, "reason": reason}])
+
+    def record_decisions(self, run_id: str, decisions: Sequence[Mapping[str, Any]]) -> None:
+        """A run's decisions (``nis_code``, ``name``, ``decision``, ``rule``, ``reason``), in one
+        transaction: all of them or none."""
         with self._writing() as conn:
-            conn.execute(
-                self._sql("upsert_decision"),
-                {
-                    "run_id": run_id,
-                    "nis_code": nis_code,
-                    "municipality": municipality,
-                    "decision": decision,
-                    "rule": rule,
-                    "reason": reason,
-                    "decided_at": utcnow(),
-                },
-            )
-            self._append(
-                conn,
-                f"decision_{decision}",
-                {"municipality": municipality, "rule": rule, "reason": reason},
-                run_id=run_id,
-                nis_code=nis_code,
-            )
+            for d in decisions:
+                rule, reason = d.get("rule"), d.get("reason")
+                conn.execute(
+                    self._sql("upsert_decision"),
+                    {
+                        "run_id": run_id,
+                        "nis_code": d["nis_code"],
+                        "municipality": d["name"],
+                        "decision": d["decision"],
+                        "rule": rule,
+                        "reason": reason,
+                        "decided_at": utcnow(),
+                    },
+                )
+                self._append(
+                    conn,
+                    f"decision_{d['decision']}",
+                    {"municipality": d["name"], "rule": rule, "reason": reason},
+                    run_id=run_id,
+                    nis_code=d["nis_code"],
+                )
 
     def decisions(self, run_id: str) -> list[dict]:
         with self.engine.connect() as conn:
