@@ -269,3 +269,14 @@ def test_a_million_numbers_in_well_under_a_few_seconds() -> None:
     assert len(v.bad_format) == 1_000_000
     assert not v.bad_checksum.any()
     assert elapsed < 5.0
+
+
+def test_verdicts_of_one_column_are_computed_once_then_forgotten() -> None:
+    column = pa.array([make_nn(85, 7, 30, 33), None, "12345"], pa.string())
+    first = national_number.check_once(column, TODAY)
+    assert national_number.check_once(pa.array(column.to_pylist(), pa.string()), TODAY) is first
+    assert national_number.check_once(column, date(2026, 1, 1)) is not first  # another day
+    other = pa.array([make_nn(85, 7, 30, 33)], pa.string())
+    assert len(national_number.check_once(other, TODAY).bad_checksum) == 1
+    national_number.forget()
+    assert national_number._last == []

@@ -140,6 +140,13 @@ def test_first_failing_check_wins() -> None:
     assert _single(nis_code="99999", unparsed="attest_op") == "nis_unknown"
 
 
+def test_missing_numbers_are_not_duplicates_of_each_other() -> None:
+    rows = [_row(1, insz=None), _row(2, insz=None), _row(3)]
+    result = checks.run(_table(rows), TODAY)
+    assert result.failures == {"insz_format": 2}
+    assert result.rule_counts["insz_duplicate: ExpectColumnValuesToBeUnique(insz)"] == 0
+
+
 def test_duplicates_hold_every_copy() -> None:
     """Catalogue #7: the same number twice: all its rows are held, counted, none delivered."""
     dup = make_nn(85, 7, 14, 50)

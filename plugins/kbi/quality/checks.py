@@ -113,16 +113,20 @@ def _after_today(column: str) -> Mask:
 
 def _nn(aspect: str) -> Mask:
     def mask(t: pa.Table, c: Context) -> np.ndarray:
-        return getattr(national_number.check(t["insz"], c.today), aspect)
+        return getattr(national_number.check_once(t["insz"], c.today), aspect)
 
     return mask
 
 
 def _duplicated(t: pa.Table, c: Context) -> np.ndarray:
+    """Every row whose (non-null) number occurs more than once: one hashing pass, then counts."""
     col = t["insz"]
-    counts = pc.value_counts(col)
-    dupes = counts.field("values").filter(pc.greater(counts.field("counts"), 1))
-    return _np(pc.is_in(col, value_set=dupes)) & _np(pc.is_valid(col))
+    encoded = pc.dictionary_encode(col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col)
+    valid = _np(pc.is_valid(encoded))
+    slots = len(encoded.dictionary)
+    index = np.asarray(pc.fill_null(encoded.indices, slots).to_numpy(zero_copy_only=False), dtype=np.int64)
+    counts = np.bincount(index, minlength=slots + 1)
+    return (counts[index] > 1) & valid
 
 
 def _bis_registered(t: pa.Table, c: Context) -> np.ndarray:

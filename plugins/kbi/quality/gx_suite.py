@@ -49,23 +49,14 @@ SUITE_NAME = "kbi_inburgeraar_extract"
 RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
 
 
-_last_verdicts: list[tuple[str, pa.Array, national_number.Verdicts]] = []
-
-
 def _verdicts(column: pd.Series, today: str) -> national_number.Verdicts:
-    """The checksum and the birth-date expectations read the same verdicts of the same column:
-    computed once (the second gets an equal copy of the column, compared in Arrow at memcmp speed)."""
-    values = pa.array(column, pa.string())
-    if _last_verdicts:
-        day, seen, verdicts = _last_verdicts[0]
-        if day == today and seen.equals(values):
-            return verdicts
-    verdicts = national_number.check(values, date.fromisoformat(today))
-    _last_verdicts[:] = [(today, values, verdicts)]
-    return verdicts
+    """The checksum and the birth-date expectations read the verdicts the quarantine's masks
+    computed for the same column (``national_number.check_once``)."""
+    return national_number.check_once(pa.array(column, pa.string()), date.fromisoformat(today))
 
 
 class ColumnValuesPassTheNationalNumberChecksum(ColumnMapMetricProvider):
+    filter_column_isnull = False  # the whole column, as the masks saw it (a null is not a number: passes)
     condition_metric_name = "column_values.kbi_national_number_checksum"
     condition_value_keys = ("today",)
 
@@ -75,6 +66,7 @@ class ColumnValuesPassTheNationalNumberChecksum(ColumnMapMetricProvider):
 
 
 class ColumnValuesEncodeARealBirthDate(ColumnMapMetricProvider):
+    filter_column_isnull = False  # the whole column, as the masks saw it (a null is not a number: passes)
     condition_metric_name = "column_values.kbi_national_number_birth_date"
     condition_value_keys = ("today",)
 
@@ -230,18 +222,24 @@ def validate(extract: pa.Table, ctx: checks.Context, expected_rows: int | None =
         suite = build_suite(ctx, expected_rows)
         order = {e.meta["rule"]: i for i, e in enumerate(suite.expectations)}
         expectations: list[dict[str, Any]] = []
-        for name, members in batches(suite, extract.schema).items():
-            batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe("whole")
-            part = context.suites.add(gx.ExpectationSuite(name=f"{SUITE_NAME}.{name}", expectations=members))
-            definition = context.validation_definitions.add(
-                gx.ValidationDefinition(name=part.name, data=batch_definition, suite=part)
-            )
-            frame = _frame(extract, members)
-            result = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
-            del frame
-            expectations.extend(_summary(r) for r in result.results)
+        try:
+            for name, members in batches(suite, extract.schema).items():
+                batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(
+                    "whole"
+                )
+                part = context.suites.add(
+                    gx.ExpectationSuite(name=f"{SUITE_NAME}.{name}", expectations=members)
+                )
+                definition = context.validation_definitions.add(
+                    gx.ValidationDefinition(name=part.name, data=batch_definition, suite=part)
+                )
+                frame = _frame(extract, members)
+                result = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
+                del frame
+                expectations.extend(_summary(r) for r in result.results)
+        finally:
+            national_number.forget()  # no column of national numbers outlives the validation
         expectations.sort(key=lambda e: order[e["rule"]])
-        _last_verdicts.clear()  # no column of national numbers outlives the validation
     broken = [e["rule"] for e in expectations if e["raised_exception"]]
     if broken:
         # An expectation that crashed has no verdict: never read that as "passed".
