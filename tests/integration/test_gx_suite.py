@@ -95,13 +95,24 @@ def test_run_level_expectations(gx_suite) -> None:
     assert empty.run_level_failures() == ["extract_not_empty"]
 
 
-def test_results_hold_counts_only(gx_suite) -> None:
+def test_results_hold_counts_only(gx_suite, monkeypatch: pytest.MonkeyPatch) -> None:
     extract, rows = _extract(5_000, seed=6)
+    raw: list[dict] = []  # what GX itself returned, before the summary keeps the counts
+    summary = gx_suite._summary
+    monkeypatch.setattr(gx_suite, "_summary", lambda r: raw.append(r.to_json_dict()) or summary(r))
     result = gx_suite.validate(extract, checks.Context(TODAY))
-    text = json.dumps(dataclasses.asdict(result), default=str)
     people = pii.People.of(rows)
+    text = json.dumps(dataclasses.asdict(result), default=str)
     assert people.find(text) == {"national_numbers": 0, "names": 0}
-    assert gx_suite.RESULT_FORMAT == {"result_format": "SUMMARY", "partial_unexpected_count": 0}
+    # GX never rendered an unexpected value: BASIC with partial_unexpected_count 0 holds counts.
+    assert gx_suite.RESULT_FORMAT == {"result_format": "BASIC", "partial_unexpected_count": 0}
+    assert people.find(json.dumps(raw, default=str)) == {"national_numbers": 0, "names": 0}
+    failing = [r for r in raw if r["result"].get("unexpected_count")]
+    assert failing, "the synthetic defects must fail some expectations"
+    for r in failing:
+        assert r["result"].get("partial_unexpected_list", []) == []
+        assert "partial_unexpected_counts" not in r["result"]
+        assert "unexpected_list" not in r["result"]
     for e in result.expectations:
         assert set(e) == {
             "check", "rule", "severity", "expectation", "column", "success", "element_count",

@@ -1,7 +1,7 @@
 """The Great Expectations (1.x) suite of the blocking checks, built from ``checks.RULES``.
 
 Imported only by the quality step: Great Expectations costs about two seconds to import. Results
-are read in the SUMMARY format with ``partial_unexpected_count`` 0, so no unexpected value (a
+are read in the BASIC format with ``partial_unexpected_count`` 0, so no unexpected value (a
 name, a national number) is ever part of a result; only counts leave this module (P12).
 
 Speed: GX's pandas engine copies the whole batch for every expectation (it drops the rows where
@@ -46,7 +46,7 @@ from great_expectations.expectations.metrics.map_metric_provider import (  # noq
 pandas_execution_engine.HASH_THRESHOLD = 0
 
 SUITE_NAME = "kbi_inburgeraar_extract"
-RESULT_FORMAT = {"result_format": "SUMMARY", "partial_unexpected_count": 0}
+RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": 0}
 
 
 def _verdicts(column: pd.Series, today: str) -> national_number.Verdicts:
