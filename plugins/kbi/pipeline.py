@@ -456,10 +456,9 @@ def deliver(
         )
     directory = Path(plan_["run_dir"])
     snapshot = directory / REGISTRY_SNAPSHOT
-    if snapshot.is_file():
-        recipient = registry.planned_recipient(snapshot, item["nis_code"], version)
-    else:  # a run planned before snapshots existed
-        recipient = registry.load(settings.registry_path).recipients[item["nis_code"]]
+    if not snapshot.is_file():
+        raise RunRefused("the plan's registry snapshot is gone from the run's staging area; start a new run")
+    recipient = registry.planned_recipient(snapshot, item["nis_code"], version)
     job = Job(
         run_id=plan_["run_id"],
         kind="annual",
