@@ -15,6 +15,7 @@ the reports directory (counts only, never personal data) and, for the status boa
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import cache
 from typing import Annotated, Any, Literal
@@ -94,13 +95,49 @@ class _Context:
         return found
 
 
-def _select(
-    data: dict[str, Any], state: str | None, protocol: str | None, q: str | None, sort: str, order: str
-):
-    try:
-        return board.select(data, state or None, protocol or None, q or None, sort, order == "desc")
-    except board.BadRequest as exc:
-        raise HTTPException(400, str(exc)) from None
+@dataclass(frozen=True)
+class _Filter:
+    """The board's query string; the page, its CSV and its JSON read the same one."""
+
+    year: int | None
+    state: str | None
+    protocol: str | None
+    q: str | None
+    sort: str
+    order: str
+
+    def rows(self, data: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            return board.select(
+                data,
+                self.state or None,
+                self.protocol or None,
+                self.q or None,
+                self.sort,
+                self.order == "desc",
+            )
+        except board.BadRequest as exc:
+            raise HTTPException(400, str(exc)) from None
+
+
+def _filter(
+    year: Year = None,
+    state: State = None,
+    protocol: Protocol = None,
+    q: Search = None,
+    sort: Sort = "nis",
+    order: Order = "asc",
+) -> _Filter:
+    return _Filter(year, state, protocol, q, sort, order)
+
+
+BoardQuery = Annotated[_Filter, Depends(_filter)]
+
+
+def _board(request: Request, f: _Filter) -> tuple[_Context, dict[str, Any], list[dict[str, Any]]]:
+    ctx = _Context(request)
+    data = ctx.board(ctx.year(f.year))
+    return ctx, data, f.rows(data)
 
 
 @cache
@@ -129,18 +166,8 @@ def _html(template: str, **context: Any) -> HTMLResponse:
 
 
 @app.get("/board", response_class=HTMLResponse)
-def board_page(
-    request: Request,
-    year: Year = None,
-    state: State = None,
-    protocol: Protocol = None,
-    q: Search = None,
-    sort: Sort = "nis",
-    order: Order = "asc",
-) -> HTMLResponse:
-    ctx = _Context(request)
-    data = ctx.board(ctx.year(year))
-    rows = _select(data, state, protocol, q, sort, order)
+def board_page(request: Request, f: BoardQuery) -> HTMLResponse:
+    ctx, data, rows = _board(request, f)
     return _html(
         "board.html.j2",
         data=data,
@@ -148,25 +175,15 @@ def board_page(
         years=board.years(ctx.engine, ctx.clock),
         base=ctx.base,
         registry_error=ctx.registry_error,
-        args={"year": data["year"], "state": state or "", "protocol": protocol or "", "q": q or ""},
-        sort=sort,
-        order=order,
+        args={"year": data["year"], "state": f.state or "", "protocol": f.protocol or "", "q": f.q or ""},
+        sort=f.sort,
+        order=f.order,
     )
 
 
 @app.get("/board.csv")
-def board_csv(
-    request: Request,
-    year: Year = None,
-    state: State = None,
-    protocol: Protocol = None,
-    q: Search = None,
-    sort: Sort = "nis",
-    order: Order = "asc",
-) -> Response:
-    ctx = _Context(request)
-    data = ctx.board(ctx.year(year))
-    rows = _select(data, state, protocol, q, sort, order)
+def board_csv(request: Request, f: BoardQuery) -> Response:
+    _, data, rows = _board(request, f)
     return Response(
         board.to_csv(rows),
         media_type="text/csv; charset=utf-8",
@@ -189,19 +206,9 @@ def municipality_page(request: Request, nis: str, year: Year = None) -> HTMLResp
 
 
 @app.get("/api/board")
-def board_api(
-    request: Request,
-    year: Year = None,
-    state: State = None,
-    protocol: Protocol = None,
-    q: Search = None,
-    sort: Sort = "nis",
-    order: Order = "asc",
-) -> dict[str, Any]:
+def board_api(request: Request, f: BoardQuery) -> dict[str, Any]:
     """Every Flemish municipality's row (or the filtered ones), the summary and the weekly chart."""
-    ctx = _Context(request)
-    data = ctx.board(ctx.year(year))
-    rows = _select(data, state, protocol, q, sort, order)
+    ctx, data, rows = _board(request, f)
     return {**data, "registry_error": ctx.registry_error, "shown": len(rows), "municipalities": rows}
 
 
