@@ -1237,13 +1237,7 @@ def metadata_options(places: env.Places, metadata: str) -> Iterator[dict[str, An
         raise RuntimeError(f"{why}; start it, point KBI_PG_HOST/KBI_PG_PORT at one, or use --metadata sqlite")
     chain_secret = env.secrets_of(places)["chain_secret"]
     with pgdb.fresh_database("kbi_bench") as database:
-        yield {
-            "db_url": database.url,
-            "extra_env": {
-                "AIRFLOW_CONN_KBI_LEDGER": json.dumps(database.connection(chain_secret=chain_secret)),
-                "AIRFLOW_CONN_KBI_QUARANTINE": json.dumps(database.connection()),
-            },
-        }
+        yield {"db_url": database.url, "extra_env": database.agency_connections(chain_secret)}
 
 
 def bench_size(out: Path, size: Size, seed: int, metadata: str = "postgres") -> dict[str, Any]:

@@ -8,6 +8,7 @@ suite use it for Airflow's metadata and the agency's ledger and quarantine, as i
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterator
@@ -38,6 +39,13 @@ class Database:
             "schema": self.name,
         }
         return {**conn, "extra": extra} if extra else conn
+
+    def agency_connections(self, chain_secret: str) -> dict[str, str]:
+        """``AIRFLOW_CONN_*`` variables that put the ledger and the quarantine in this database."""
+        return {
+            "AIRFLOW_CONN_KBI_LEDGER": json.dumps(self.connection(chain_secret=chain_secret)),
+            "AIRFLOW_CONN_KBI_QUARANTINE": json.dumps(self.connection()),
+        }
 
 
 def admin_engine() -> Any:

@@ -35,10 +35,6 @@ class Backends:
     def broker_url(self) -> str:
         return f"redis://{REDIS_HOST}:{REDIS_PORT}/{self.redis_db}"
 
-    def connection(self, **extra: object) -> dict[str, object]:
-        """An Airflow connection (JSON form) to this database, for the ledger and the quarantine."""
-        return self.database.connection(**extra)
-
 
 def _redis(db: int):
     import redis

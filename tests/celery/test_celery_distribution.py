@@ -107,8 +107,7 @@ def test_celery_workers_deliver_the_yearly_lists(tmp_path: Path, key_cache: Path
                     "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(free_port()),
                     # The ledger and the quarantine on PostgreSQL, as in production: two worker
                     # processes append to the one hash chain at the same time.
-                    "AIRFLOW_CONN_KBI_LEDGER": json.dumps(backends.connection(chain_secret=CHAIN_SECRET)),
-                    "AIRFLOW_CONN_KBI_QUARANTINE": json.dumps(backends.connection()),
+                    **backends.database.agency_connections(CHAIN_SECRET),
                 },
             )
             stack.wait_healthy()
