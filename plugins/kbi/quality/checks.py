@@ -295,15 +295,19 @@ def run(extract: pa.Table, today: date) -> CheckResult:
     with scrubbed("checking data quality"):
         ctx = Context(today)
         masks = [(rule, rule.mask(extract, ctx)) for rule in RULES]
-        first = np.full(extract.num_rows, "", dtype=object)
-        for check in reversed(CHECKS):  # the first failing check in CHECKS order wins
+        names = list(CHECKS)
+        # Per row the number of the first failing check in CHECKS order, 0 for none (small
+        # integers: an array of check names costs a Python object per row).
+        first = np.zeros(extract.num_rows, dtype=np.int8)
+        for code in range(len(names), 0, -1):
             failing = np.zeros(extract.num_rows, dtype=bool)
             for rule, mask in masks:
-                if rule.check == check:
+                if rule.check == names[code - 1]:
                     failing |= mask
-            first = np.where(failing, check, first)
-        failed_mask = first != ""
-        failures = {name: int(np.count_nonzero(first == name)) for name in CHECKS}
+            first[failing] = code
+        failed_mask = first != 0
+        per_code = np.bincount(first, minlength=len(names) + 1)
+        failures = {name: int(per_code[code]) for code, name in enumerate(names, start=1)}
         rule_counts = {rule.label: int(np.count_nonzero(mask)) for rule, mask in masks}
         for rule in WARNING_RULES:
             rule_counts[rule.label] = int(np.count_nonzero(rule.mask(extract, ctx)))
@@ -314,7 +318,7 @@ def run(extract: pa.Table, today: date) -> CheckResult:
         with_nis = extract.set_column(extract.schema.get_field_index("nis_code"), "nis_code", mapped)
         passed = with_nis.filter(pa.array(~failed_mask))
         failed = extract.filter(pa.array(failed_mask)).append_column(
-            "failed_check", pa.array(first[failed_mask].tolist(), pa.string())
+            "failed_check", pc.take(pa.array(["", *names], pa.string()), pa.array(first[failed_mask]))
         )
         return CheckResult(
             passed=passed,
