@@ -87,6 +87,19 @@ def test_suite_and_masks_agree_on_every_rule(gx_suite) -> None:
     assert pc.all(pc.equal(checks.run(edge, TODAY).failed["failed_check"], "insz_format")).as_py()
 
 
+def test_threads_change_nothing(gx_suite) -> None:
+    """The batches validated on two threads give exactly what one thread gives, batch by batch
+    in the suite's order; and a batch of GX's built-ins and one of ours per text column."""
+    extract = _with_edge_rows(_extract(5_000, seed=7)[0])
+    one = gx_suite.validate(extract, checks.Context(TODAY), expected_rows=extract.num_rows, workers=1)
+    two = gx_suite.validate(extract, checks.Context(TODAY), expected_rows=extract.num_rows, workers=2)
+    assert one == two
+    assert any(e["unexpected_count"] for e in one.expectations)
+    groups = gx_suite.batches(gx_suite.build_suite(checks.Context(TODAY)), extract.schema)
+    assert list(groups)[:3] == ["insz", "insz.ours", "familienaam"]
+    assert {type(e).__name__ for e in groups["insz.ours"]} <= set(gx_suite.CUSTOM)
+
+
 def test_run_level_expectations(gx_suite) -> None:
     extract, _ = _extract(300, seed=5)
     short = gx_suite.validate(extract, checks.Context(TODAY), expected_rows=extract.num_rows + 7)
@@ -125,5 +138,5 @@ def test_the_suite_is_code_in_the_repository(gx_suite) -> None:
     types = [e.expectation_type for e in suite.expectations]
     assert "expect_column_values_to_pass_the_national_number_checksum" in types
     assert "expect_column_values_to_encode_a_real_birth_date" in types
-    assert "expect_column_values_to_be_unique" in types
+    assert "expect_column_values_to_occur_once" in types
     assert len(types) == len(checks.RULES) + len(checks.WARNING_RULES) + 2

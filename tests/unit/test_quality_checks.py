@@ -144,7 +144,7 @@ def test_missing_numbers_are_not_duplicates_of_each_other() -> None:
     rows = [_row(1, insz=None), _row(2, insz=None), _row(3)]
     result = checks.run(_table(rows), TODAY)
     assert result.failures == {"insz_format": 2}
-    assert result.rule_counts["insz_duplicate: ExpectColumnValuesToBeUnique(insz)"] == 0
+    assert result.rule_counts["insz_duplicate: ExpectColumnValuesToOccurOnce(insz)"] == 0
 
 
 def test_duplicates_hold_every_copy() -> None:

@@ -183,7 +183,7 @@ RULES: tuple[Rule, ...] = (
         lambda c: {"today": c.today.isoformat()},
         _nn("bad_birth_date"),
     ),
-    Rule("insz_duplicate", "insz", "ExpectColumnValuesToBeUnique", _none, _duplicated),
+    Rule("insz_duplicate", "insz", "ExpectColumnValuesToOccurOnce", _none, _duplicated),
     Rule(
         "bis_registered",
         "insz",

@@ -4,17 +4,21 @@ Imported only by the quality step: Great Expectations costs about two seconds to
 are read in the BASIC format with ``partial_unexpected_count`` 0, so no unexpected value (a
 name, a national number) is ever part of a result; only counts leave this module (P12).
 
-Speed: GX's pandas engine copies the whole batch for every expectation (it drops the rows where
-the expectation's column is null), so the suite runs as one batch per string column it checks,
-holding only the columns its expectations read, and one batch for the rest (dates, flags). Text
-stays in Arrow-backed columns and the patterns (``checks``) keep pandas on Arrow's regex engine.
-At 1,000,000 rows this takes the suite from ~6 s to ~1 s (``make bench``).
+Speed: GX's pandas engine copies the whole batch for every metric of an expectation (it drops
+the rows where the expectation's column is null), so the suite runs as one batch per string
+column it checks, holding only the columns its expectations read, and one batch for the rest
+(dates, flags). Text stays in Arrow-backed columns and the patterns (``checks``) keep pandas on
+Arrow's regex engine. The batches are independent and spend most of their time in Arrow, which
+runs outside Python's lock, so two threads validate them at once, each through its own
+ephemeral context (its own datasource and execution engine: nothing GX holds per batch is
+shared). At 1,000,000 rows this takes the suite from ~6 s to ~0.5 s (``make bench``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -96,6 +100,25 @@ class ExpectColumnValuesToEncodeARealBirthDate(ColumnMapExpectation):
     success_keys = ("today", "mostly")
 
 
+class ColumnValuesOccurOnce(ColumnMapMetricProvider):
+    filter_column_isnull = False  # a missing number is the format check's, never a duplicate
+    condition_metric_name = "column_values.kbi_occur_once"
+
+    @column_condition_partial(engine=PandasExecutionEngine)
+    def _pandas(cls, column: pd.Series, **kwargs: Any) -> pd.Series:
+        # pandas' hashing, as in the built-in; the quarantine's masks count through Arrow instead.
+        return ~(column.duplicated(keep=False) & column.notna())
+
+
+class ExpectColumnValuesToOccurOnce(ColumnMapExpectation):
+    """No value occurs twice in the column; missing values are not counted. The verdict of the
+    built-in ExpectColumnValuesToBeUnique without its copies of the batch (GX drops the null
+    rows for each of its metrics): 0.15 → 0.07 s at 700,000 national numbers."""
+
+    map_metric = "column_values.kbi_occur_once"
+    success_keys = ("mostly",)
+
+
 class ColumnDatesOnOrBefore(ColumnMapMetricProvider):
     condition_metric_name = "column_values.kbi_date_on_or_before"
     condition_value_keys = ("day",)
@@ -119,6 +142,7 @@ class ExpectColumnDatesToBeOnOrBefore(ColumnMapExpectation):
 CUSTOM = {
     "ExpectColumnValuesToPassTheNationalNumberChecksum": ExpectColumnValuesToPassTheNationalNumberChecksum,
     "ExpectColumnValuesToEncodeARealBirthDate": ExpectColumnValuesToEncodeARealBirthDate,
+    "ExpectColumnValuesToOccurOnce": ExpectColumnValuesToOccurOnce,
     "ExpectColumnDatesToBeOnOrBefore": ExpectColumnDatesToBeOnOrBefore,
 }
 
@@ -191,13 +215,17 @@ def _summary(result: Any) -> dict[str, Any]:
 
 
 def batches(suite: gx.ExpectationSuite, schema: pa.Schema) -> dict[str, list[Any]]:
-    """The suite's expectations per batch: one batch per checked string column, one for the
-    other columns; table-level expectations (row counts) go with the first."""
+    """The suite's expectations per batch: per checked string column one batch for GX's built-in
+    expectations and one for ours (which read the whole column once; for the national number,
+    half of the work, so the two threads share it), one batch for the other columns;
+    table-level expectations (row counts) go with the first."""
     out: dict[str, list[Any]] = {}
     for expectation in suite.expectations:
         reads = (expectation.meta or {}).get("reads") or []
         text = reads and pa.types.is_string(schema.field(reads[0]).type)
         key = reads[0] if text else ("other" if reads else "")
+        if text and type(expectation).__name__ in CUSTOM:
+            key += ".ours"
         out.setdefault(key, []).append(expectation)
     table_level = out.pop("", [])
     if table_level:
@@ -213,30 +241,47 @@ def _frame(extract: pa.Table, expectations: list[Any]) -> pd.DataFrame:
     return part.to_pandas(types_mapper={pa.date32(): pd.ArrowDtype(pa.date32())}.get)
 
 
-def validate(extract: pa.Table, ctx: checks.Context, expected_rows: int | None = None) -> SuiteResult:
-    """Run the suite over the extract in an ephemeral context (nothing written to disk)."""
+WORKERS = 2  # threads validating batches at once; the machine has two cores
+
+
+def _batch_definition(worker: int) -> Any:
+    """A whole-dataframe batch definition in an ephemeral context of its own (nothing on disk)."""
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
+    source = context.data_sources.add_pandas(f"kbi-{worker}")
+    return source.add_dataframe_asset("extract").add_batch_definition_whole_dataframe("whole")
+
+
+def validate(
+    extract: pa.Table, ctx: checks.Context, expected_rows: int | None = None, workers: int = WORKERS
+) -> SuiteResult:
+    """Run the suite over the extract, batch by batch, on ``workers`` threads."""
     with scrubbed("validating the extract with Great Expectations"):
-        context = gx.get_context(mode="ephemeral")
-        context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-        source = context.data_sources.add_pandas("kbi")
+        # Made here, not in the threads, and before any suite: GX keeps the current context in
+        # process-wide state, and a suite needs one.
+        free = [_batch_definition(i) for i in range(max(1, workers))]
         suite = build_suite(ctx, expected_rows)
         order = {e.meta["rule"]: i for i, e in enumerate(suite.expectations)}
-        expectations: list[dict[str, Any]] = []
+        groups = batches(suite, extract.schema)
+        parts = [
+            gx.ExpectationSuite(name=f"{SUITE_NAME}.{name}", expectations=members)
+            for name, members in groups.items()
+        ]
+
+        def run(part: gx.ExpectationSuite) -> list[dict[str, Any]]:
+            definition = free.pop()  # list.pop is atomic: each thread holds one context at a time
+            try:
+                batch = definition.get_batch(
+                    batch_parameters={"dataframe": _frame(extract, part.expectations)}
+                )
+                result = batch.validate(part, result_format=RESULT_FORMAT)
+                return [_summary(r) for r in result.results]
+            finally:
+                free.append(definition)
+
         try:
-            for name, members in batches(suite, extract.schema).items():
-                batch_definition = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(
-                    "whole"
-                )
-                part = context.suites.add(
-                    gx.ExpectationSuite(name=f"{SUITE_NAME}.{name}", expectations=members)
-                )
-                definition = context.validation_definitions.add(
-                    gx.ValidationDefinition(name=part.name, data=batch_definition, suite=part)
-                )
-                frame = _frame(extract, members)
-                result = definition.run(batch_parameters={"dataframe": frame}, result_format=RESULT_FORMAT)
-                del frame
-                expectations.extend(_summary(r) for r in result.results)
+            with ThreadPoolExecutor(len(free), thread_name_prefix="gx") as pool:
+                expectations = [e for done in pool.map(run, parts) for e in done]
         finally:
             national_number.forget()  # no column of national numbers outlives the validation
         expectations.sort(key=lambda e: order[e["rule"]])
