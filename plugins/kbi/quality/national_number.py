@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 _DAYS_IN_MONTH = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], dtype=np.int64)
-_FICTITIOUS_UNKNOWN = (b"000001", b"002001", b"004001")  # birth date wholly unknown
+_FICTITIOUS_UNKNOWN = (1, 2001, 4001)  # first six digits 000001, 002001, 004001: birth date wholly unknown
 
 
 @dataclass(frozen=True)
@@ -30,16 +30,21 @@ class Verdicts:
 
 
 def _digits(values: pa.Array) -> tuple[np.ndarray, np.ndarray]:
-    """(N, 11) digit matrix (uint8) and the mask of well-formed (exactly 11 ASCII digits) entries."""
-    well_formed = pc.fill_null(pc.match_substring_regex(values, r"^[0-9]{11}$"), False)
-    well = np.asarray(well_formed.to_numpy(zero_copy_only=False), dtype=bool)
-    filled = pc.if_else(well_formed, values, "00000000000").cast(pa.binary(11)) if len(values) else values
+    """(N, 11) digit matrix (uint8) and the mask of well-formed (exactly 11 ASCII digits) entries.
+
+    Byte-wise, as RE2 reads ``^[0-9]{11}$``: eleven bytes, each '0'..'9' (a full-width digit or a
+    line break is a byte outside that range); a malformed entry's row holds zeros."""
     if len(values) == 0:
-        return np.zeros((0, 11), dtype=np.uint8), well
+        return np.zeros((0, 11), dtype=np.uint8), np.zeros(0, dtype=bool)
+    eleven = pc.fill_null(pc.equal(pc.binary_length(values), 11), False)
+    filled = pc.if_else(eleven, values, "00000000000").cast(pa.binary(11))
     raw = np.frombuffer(filled.buffers()[1], dtype=np.uint8)[
         filled.offset * 11 : (filled.offset + len(filled)) * 11
     ]
-    return raw.reshape(-1, 11) - np.uint8(48), well
+    digits = raw.reshape(-1, 11) - np.uint8(48)  # a byte below '0' wraps above 9
+    well = np.asarray(eleven.to_numpy(zero_copy_only=False), dtype=bool) & (digits <= 9).all(axis=1)
+    digits[~well] = 0
+    return digits, well
 
 
 def _number(digits: np.ndarray, start: int, stop: int) -> np.ndarray:
@@ -84,12 +89,7 @@ def check(values: pa.Array | pa.ChunkedArray, today: date) -> Verdicts:
     # earliest date the number allows, so only a number that must be in the future is refused.
     born = year * 10000 + np.where(valid_month, mm, 1) * 100 + np.where(valid_month & (dd >= 1), dd, 1)
     future = born > today.year * 10000 + today.month * 100 + today.day
-    fictitious = np.zeros(n, dtype=bool)
-    prefixes = pc.utf8_slice_codeunits(values, 0, 6)
-    for p in _FICTITIOUS_UNKNOWN:
-        fictitious |= np.asarray(
-            pc.fill_null(pc.equal(prefixes, p.decode()), False).to_numpy(zero_copy_only=False)
-        )
+    fictitious = well & np.isin(first9 // 1000, _FICTITIOUS_UNKNOWN)
     bad_birth = checksum_ok & ~fictitious & (bad_month | bad_day | future)
     return Verdicts(
         bad_format=~well,
