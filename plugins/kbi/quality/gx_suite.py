@@ -234,11 +234,15 @@ def batches(suite: gx.ExpectationSuite, schema: pa.Schema) -> dict[str, list[Any
     return out
 
 
+# Text and dates as pandas' ArrowDtype columns: GX's null filter copies them at Arrow's speed
+# (half the time of pandas' own "str" dtype), and the date expectation compares in Arrow.
+_ARROW_BACKED = {pa.string(): pd.ArrowDtype(pa.string()), pa.date32(): pd.ArrowDtype(pa.date32())}
+
+
 def _frame(extract: pa.Table, expectations: list[Any]) -> pd.DataFrame:
     columns = sorted({c for e in expectations for c in (e.meta or {}).get("reads", [])})
     part = extract.select(columns) if columns else extract.select(extract.column_names[:1])
-    # Arrow-backed dates: the date expectation compares them in Arrow, not as Python objects.
-    return part.to_pandas(types_mapper={pa.date32(): pd.ArrowDtype(pa.date32())}.get)
+    return part.to_pandas(types_mapper=_ARROW_BACKED.get)
 
 
 WORKERS = 2  # threads validating batches at once; the machine has two cores
