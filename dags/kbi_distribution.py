@@ -36,6 +36,7 @@ from airflow.sdk import Param, dag, setup, task, teardown
 from airflow.timetables.trigger import CronTriggerTimetable
 
 from kbi import airflow_tasks as t
+from kbi.settings import DELIVERIES_AT_ONCE
 
 
 @dag(
@@ -116,9 +117,7 @@ def kbi_distribution():
 
     @task(
         map_index_template="{{ task.op_kwargs['item']['nis_code'] }} {{ task.op_kwargs['item']['name'] }}",
-        # Each delivery mostly waits (SFTP, gpg, SMS, mail round trips): six at a time keep two
-        # cores busy while Airflow starts the next ones (make bench); the SFTP server sees at most six.
-        max_active_tis_per_dagrun=6,
+        max_active_tis_per_dagrun=DELIVERIES_AT_ONCE,  # why ten: kbi.settings
         multiple_outputs=False,
     )
     def deliver(item: dict) -> dict:

@@ -307,7 +307,8 @@ def airflow_env(
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.PROJECT_ROOT / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": executor,
-        "AIRFLOW__CORE__PARALLELISM": "6",  # kbi_distribution runs up to six deliveries at once
+        # Executor slots for the deliveries of a run (the other tasks run one at a time).
+        "AIRFLOW__CORE__PARALLELISM": str(settings.DELIVERIES_AT_ONCE),
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__CORE__FERNET_KEY": s["fernet_key"],
         "AIRFLOW__CORE__AUTH_MANAGER": (

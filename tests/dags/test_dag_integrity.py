@@ -59,6 +59,15 @@ def test_distribution_wiring(dagbag) -> None:
     assert set(dag.params.keys()) == {"municipalities", "reference_date", "dry_run", "accept_count_change"}
 
 
+def test_deliveries_at_once_stay_within_the_servers_handshake_limit(dagbag) -> None:
+    """Each delivery opens its own SSH session: never more at once than the transfer server lets
+    authenticate at once before it drops handshakes (the first number of MaxStartups)."""
+    deliver = dagbag.dags["kbi_distribution"].get_task("deliver")
+    sshd = (ROOT / "deploy" / "sftp" / "sshd_config").read_text().splitlines()
+    (start_limit,) = [line.split()[1].split(":")[0] for line in sshd if line.startswith("MaxStartups ")]
+    assert 1 < deliver.max_active_tis_per_dagrun <= int(start_limit)
+
+
 @pytest.mark.parametrize(
     "conf",
     [
