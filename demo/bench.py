@@ -1142,7 +1142,7 @@ def run_floor(
     return _child(["_floor", str(spec_path)])
 
 
-QUALITY_ROUNDS = 3  # fresh processes per engine, interleaved; the median round counts
+QUALITY_ROUNDS = 5  # fresh processes per engine, interleaved; the median round counts
 
 
 def compare_quality(places: env.Places, today: date, rounds: int = QUALITY_ROUNDS) -> dict[str, Any]:

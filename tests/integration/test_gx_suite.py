@@ -67,6 +67,9 @@ def _with_edge_rows(extract: pa.Table) -> pa.Table:
         row["familienaam"] = name
     for row, number in zip(rows[len(EDGE_NAMES) :], EDGE_NUMBERS, strict=True):
         row["insz"] = number
+    # A registration flag that could not be read (NULL) on a BIS number: not "registered", for
+    # the masks and for the suite's row condition alike.
+    rows[0]["insz"], rows[0]["ingeschreven"] = "85270300187", None
     return pa.concat_tables([extract, pa.Table.from_pylist(rows, schema=extract.schema)])
 
 
