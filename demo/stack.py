@@ -158,6 +158,10 @@ class Stack:
                 states = {k: (v or {}).get("status") for k, v in health.items()}
                 last = str(states)
                 if all(states.get(k) == "healthy" for k in ("metadatabase", "scheduler", "dag_processor")):
+                    # The workers' execution API too: its first request builds its versioned
+                    # routes (~2.5 s here), paid now rather than by a run's first task, as on a
+                    # long-running production api-server (docker-compose's health check does so).
+                    httpx.get(f"{self.base_url}/execution/health", timeout=60).raise_for_status()
                     return
             except (httpx.HTTPError, ValueError):
                 pass
