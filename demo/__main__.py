@@ -18,10 +18,8 @@ from pathlib import Path
 from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
-import httpx
-
 from demo import environment as env
-from demo.stack import Stack, running
+from demo.stack import Stack, paged, running, trigger
 from kbi import settings
 
 DAG_ID = "kbi_distribution"
@@ -64,41 +62,16 @@ def prepare(p: env.Places, rows: int, seed: int) -> None:
     env.prepare_sftp_root(p, sorted(reg.recipients))
 
 
-def _paged(client: httpx.Client, url: str, key: str) -> list[dict]:
-    items: list[dict] = []
-    while True:
-        page = client.get(url, params={"limit": 100, "offset": len(items)}).json()
-        items += page.get(key, [])
-        if len(items) >= page.get("total_entries", 0) or not page.get(key):
-            return items
-
-
 def trigger_and_follow(stack: Stack, conf: dict) -> tuple[str, str]:
-    client = httpx.Client(
-        base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.token()}"}, timeout=30
-    )
-    deadline = time.monotonic() + 120
-    while client.get(f"/api/v2/dags/{DAG_ID}").status_code != 200:
-        errors = client.get("/api/v2/importErrors").json().get("import_errors", [])
-        if errors:
-            raise RuntimeError("the DAG files do not import:\n" + "\n".join(e["stack_trace"] for e in errors))
-        if time.monotonic() > deadline:
-            raise RuntimeError("the DAG was not parsed within 2 minutes; see var/demo/run/dag-processor.log")
-        time.sleep(1)
-    for attempt in range(5):  # SQLite may be busy for a moment while the scheduler writes
-        run = client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
-        if run.status_code < 500:
-            break
-        time.sleep(2 * (attempt + 1))
-    run.raise_for_status()
-    run_id = run.json()["dag_run_id"]
+    client = stack.client()
+    run_id = trigger(client, DAG_ID, conf)
     say(f"      triggered run {run_id}")
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
     seen: dict[tuple[str, int], str] = {}
     started = time.monotonic()
     while True:
         state = client.get(path).json()["state"]
-        tis = _paged(client, f"{path}/taskInstances", "task_instances")
+        tis = paged(client, f"{path}/taskInstances", "task_instances")
         mapped = [ti for ti in tis if ti["task_id"] == "deliver" and ti["map_index"] >= 0]
         newly: list[str] = []
         for ti in sorted(tis, key=lambda t: STAGES.index(t["task_id"]) if t["task_id"] in STAGES else 99):

@@ -311,43 +311,11 @@ class Sampler(threading.Thread):
 # --- the run through Airflow --------------------------------------------------------------------
 
 
-def _client(stack: Any) -> Any:
-    import httpx
-
-    return httpx.Client(
-        base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.token()}"}, timeout=30
-    )
-
-
-def _paged(client: Any, url: str, key: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    while True:
-        page = client.get(url, params={"limit": PAGE, "offset": len(items)}).json()
-        items += page.get(key, [])
-        if len(items) >= page.get("total_entries", 0) or not page.get(key):
-            return items
-
-
-def wait_for_dag(client: Any, timeout: float = 180) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get(f"/api/v2/dags/{DAG_ID}").status_code != 200:
-        errors = client.get("/api/v2/importErrors").json().get("import_errors", [])
-        if errors:
-            raise RuntimeError("the DAG files do not import:\n" + "\n".join(e["stack_trace"] for e in errors))
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{DAG_ID} was not parsed within {timeout:.0f} s")
-        time.sleep(0.5)
-
-
 def trigger_and_wait(client: Any, conf: dict[str, Any], timeout: float = RUN_TIMEOUT_S) -> dict[str, Any]:
     """Trigger through the REST API and poll the run quietly (progress as counts only)."""
-    for attempt in range(5):  # SQLite may be busy for a moment while the scheduler writes
-        resp = client.post(f"/api/v2/dags/{DAG_ID}/dagRuns", json={"logical_date": None, "conf": conf})
-        if resp.status_code < 500:
-            break
-        time.sleep(2 * (attempt + 1))
-    resp.raise_for_status()
-    run_id = resp.json()["dag_run_id"]
+    from demo.stack import paged, trigger
+
+    run_id = trigger(client, DAG_ID, conf)
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
     started = time.monotonic()
     last_print = started
@@ -360,7 +328,7 @@ def trigger_and_wait(client: Any, conf: dict[str, Any], timeout: float = RUN_TIM
         now = time.monotonic()
         if now - last_print >= 15:
             last_print = now
-            tis = _paged(client, f"{path}/taskInstances", "task_instances")
+            tis = paged(client, f"{path}/taskInstances", "task_instances", PAGE)
             states: dict[str, int] = {}
             for ti in tis:
                 states[ti["state"] or "none"] = states.get(ti["state"] or "none", 0) + 1
@@ -570,8 +538,10 @@ def analyse_run(
 
 
 def run_pipeline(places: env.Places, stack: Any, reference_date: date, sampler: Sampler) -> dict[str, Any]:
-    client = _client(stack)
-    wait_for_dag(client)
+    from demo.stack import paged, wait_for_dag
+
+    client = stack.client()
+    wait_for_dag(client, DAG_ID)
     busy0, total0 = _cpu_busy()
     sampler.start()
     try:
@@ -582,7 +552,7 @@ def run_pipeline(places: env.Places, stack: Any, reference_date: date, sampler: 
     run_id = run["dag_run_id"]
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
     run = client.get(path).json() | {"client_wall_s": run["client_wall_s"]}
-    tis = _paged(client, f"{path}/taskInstances", "task_instances")
+    tis = paged(client, f"{path}/taskInstances", "task_instances", PAGE)
     tasks = client.get(f"/api/v2/dags/{DAG_ID}/tasks").json().get("tasks", [])
     logs = places.airflow_home / "logs"
     for ti in tis:

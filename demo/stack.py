@@ -176,10 +176,53 @@ class Stack:
         r.raise_for_status()
         return r.json()["access_token"]
 
+    def client(self) -> httpx.Client:
+        """A client of the REST API, logged in as the demo's admin."""
+        return httpx.Client(
+            base_url=self.base_url, headers={"Authorization": f"Bearer {self.token()}"}, timeout=30
+        )
+
     def stop(self) -> None:
         for proc in reversed(self.processes):
             proc.stop()
         self.processes.clear()
+
+
+# --- the REST API calls the demo, the benchmark and the stack tests share -----------------------------
+
+
+def paged(client: httpx.Client, url: str, key: str, page: int = 100) -> list[dict[str, Any]]:
+    """Every item of a paged list endpoint (``key``: the list's name in the response)."""
+    items: list[dict[str, Any]] = []
+    while True:
+        body = client.get(url, params={"limit": page, "offset": len(items)}).json()
+        items += body.get(key, [])
+        if len(items) >= body.get("total_entries", 0) or not body.get(key):
+            return items
+
+
+def wait_for_dag(client: httpx.Client, dag_id: str, timeout: float = 180) -> None:
+    """Until the dag-processor has parsed ``dag_id``; a DAG file that fails to import says why."""
+    deadline = time.monotonic() + timeout
+    while client.get(f"/api/v2/dags/{dag_id}").status_code != 200:
+        errors = client.get("/api/v2/importErrors").json().get("import_errors", [])
+        if errors:
+            raise RuntimeError("the DAG files do not import:\n" + "\n".join(e["stack_trace"] for e in errors))
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{dag_id} was not parsed within {timeout:.0f} s; see the dag-processor's log")
+        time.sleep(0.5)
+
+
+def trigger(client: httpx.Client, dag_id: str, conf: dict[str, Any]) -> str:
+    """Trigger a run of ``dag_id`` (once it is parsed) with ``conf``; returns its run id."""
+    wait_for_dag(client, dag_id)
+    for attempt in range(5):  # SQLite may be busy for a moment while the scheduler writes
+        resp = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
+        if resp.status_code < 500:
+            break
+        time.sleep(2 * (attempt + 1))
+    resp.raise_for_status()
+    return resp.json()["dag_run_id"]
 
 
 @contextlib.contextmanager

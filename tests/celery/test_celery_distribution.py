@@ -12,20 +12,18 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 from collections import Counter
 from datetime import date
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 
 from demo import __main__ as demo_cli
 from demo import environment as env
 from demo import keys
-from demo.stack import Stack, free_port
-from kbi import registry, synth
+from demo.stack import Stack, free_port, paged
+from kbi import registry
 from tests.celery import stack as celery_stack
 from tests.e2e import conftest as e2e
 from tests.e2e import oracle
@@ -66,11 +64,9 @@ def _decrypt(places: env.Places, recipient: registry.Recipient, path: Path) -> b
 
 
 def _task_instances(stack: Stack, run_id: str) -> list[dict]:
-    headers = {"Authorization": f"Bearer {stack.token()}"}
-    url = f"{stack.base_url}/api/v2/dags/{demo_cli.DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances"
-    page = httpx.get(url, headers=headers, params={"limit": 100}, timeout=30).json()
-    assert page["total_entries"] == len(page["task_instances"]), "more task instances than one page"
-    return page["task_instances"]
+    url = f"/api/v2/dags/{demo_cli.DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+    with stack.client() as client:
+        return paged(client, url, "task_instances")
 
 
 def _tail(path: Path, lines: int = 60) -> str:
@@ -84,13 +80,7 @@ def test_celery_workers_deliver_the_yearly_lists(tmp_path: Path, key_cache: Path
     from kbi.ledger import Ledger
 
     today = e2e.brussels_today()
-    places = env.Places(tmp_path / "demo")
-    places.var_dir.mkdir(parents=True)
-    shutil.copytree(key_cache, places.keys)
-    synth.write_sqlite(synth.generate(2000, seed=7, reference_date=today, today=today), places.kbi_db)
-    recipients = e2e.e2e_recipients(today)
-    env.build_registry(places, recipients, today)
-    env.prepare_sftp_root(places, [r.nis_code for r in recipients])
+    places = e2e.stack_world(tmp_path / "demo", key_cache, seed=7)
 
     with celery_stack.backends() as backends:
         stack = Stack(places)

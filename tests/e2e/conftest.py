@@ -111,6 +111,22 @@ def key_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return places.keys
 
 
+def stack_world(root: Path, key_cache: Path, seed: int, rows: int = 2000) -> env.Places:
+    """The places of a test that runs the whole stack: the session's key pairs, a seeded
+    synthetic KBI, the e2e registry and an SFTP root with an inbox per municipality."""
+    import shutil
+
+    today = brussels_today()
+    places = env.Places(root)
+    places.var_dir.mkdir(parents=True)
+    shutil.copytree(key_cache, places.keys)
+    synth.write_sqlite(synth.generate(rows, seed=seed, reference_date=today, today=today), places.kbi_db)
+    recipients = e2e_recipients(today)
+    env.build_registry(places, recipients, today)
+    env.prepare_sftp_root(places, [r.nis_code for r in recipients])
+    return places
+
+
 @pytest.fixture
 def world(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, airflow_db: Path, key_cache: Path

@@ -12,26 +12,16 @@ import httpx
 import pytest
 
 from demo import __main__ as demo_cli
-from demo import environment as env
 from demo.stack import running
-from kbi import synth
 from tests import pii
-from tests.e2e.conftest import RECEIVING, brussels_today, e2e_recipients, passphrases, read_view
+from tests.e2e.conftest import RECEIVING, brussels_today, e2e_recipients, passphrases, read_view, stack_world
 
 pytestmark = pytest.mark.slow
 
 
 def test_demo_stack_runs_the_distribution_through_the_scheduler(tmp_path, key_cache, capsys) -> None:
-    import shutil
-
-    today = brussels_today()
-    places = env.Places(tmp_path / "demo")
-    places.var_dir.mkdir(parents=True)
-    shutil.copytree(key_cache, places.keys)
-    synth.write_sqlite(synth.generate(2000, seed=5, reference_date=today, today=today), places.kbi_db)
-    recipients = e2e_recipients(today)
-    env.build_registry(places, recipients, today)
-    env.prepare_sftp_root(places, [r.nis_code for r in recipients])
+    places = stack_world(tmp_path / "demo", key_cache, seed=5)
+    recipients = e2e_recipients(brussels_today())
 
     with running(places) as stack:
         run_id, state = demo_cli.trigger_and_follow(stack, {})

@@ -9,7 +9,6 @@ Package scope: the stack stops after the last UI test, not at the end of the who
 
 from __future__ import annotations
 
-import shutil
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -23,9 +22,8 @@ import pytest
 
 from demo import __main__ as demo_cli
 from demo import environment as env
-from demo.stack import Stack, running
-from kbi import synth
-from tests.e2e.conftest import brussels_today, e2e_recipients, key_cache  # noqa: F401 - fixture
+from demo.stack import Stack, running, trigger
+from tests.e2e.conftest import brussels_today, key_cache, stack_world  # noqa: F401 - fixture
 
 PICKED_UP = "11001"  # Aartselaar fetches its file before the monitor looks
 OPEN_CORRECTION = ("44021", "UI-OPEN-1", 3)  # Gent reported 3 days ago: 11 days left
@@ -47,8 +45,7 @@ class UiWorld:
 
     def client(self) -> httpx.Client:
         """A client with a fresh Bearer token from POST /auth/token (admin)."""
-        token = self.stack.token()
-        return httpx.Client(base_url=self.base_url, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+        return self.stack.client()
 
     def ledger(self, sql: str, *params: object) -> list[dict]:
         conn = sqlite3.connect(f"file:{self.places.ledger_db}?mode=ro", uri=True)
@@ -57,24 +54,6 @@ class UiWorld:
             return [dict(r) for r in conn.execute(sql, params)]
         finally:
             conn.close()
-
-
-def _wait_for_dag(client: httpx.Client, dag_id: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while client.get(f"/api/v2/dags/{dag_id}").status_code != 200:
-        assert time.monotonic() < deadline, f"{dag_id} was not parsed in {timeout:.0f} s"
-        time.sleep(1)
-
-
-def _trigger(client: httpx.Client, dag_id: str, conf: dict) -> str:
-    _wait_for_dag(client, dag_id)
-    for attempt in range(5):  # SQLite may be busy for a moment while the scheduler writes
-        r = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
-        if r.status_code < 500:
-            break
-        time.sleep(2 * (attempt + 1))
-    assert r.status_code == 200, r.text
-    return r.json()["dag_run_id"]
 
 
 def _wait_task(client: httpx.Client, dag_id: str, run_id: str, task_id: str, timeout: float = 120) -> None:
@@ -105,20 +84,12 @@ def _wait_run(client: httpx.Client, dag_id: str, run_id: str, timeout: float = 1
 @pytest.fixture(scope="package")
 def ui_world(tmp_path_factory: pytest.TempPathFactory, key_cache: Path) -> Iterator[UiWorld]:  # noqa: F811
     today = brussels_today()
-    places = env.Places(tmp_path_factory.mktemp("ui") / "demo")
-    places.var_dir.mkdir(parents=True)
-    shutil.copytree(key_cache, places.keys)
-    synth.write_sqlite(synth.generate(2000, seed=5, reference_date=today, today=today), places.kbi_db)
-    recipients = e2e_recipients(today)
-    env.build_registry(places, recipients, today)
-    env.prepare_sftp_root(places, [r.nis_code for r in recipients])
+    places = stack_world(tmp_path_factory.mktemp("ui") / "demo", key_cache, seed=5)
 
     with running(places) as stack:
         annual_run, state = demo_cli.trigger_and_follow(stack, {})
         assert state == "success"
-        with httpx.Client(
-            base_url=stack.base_url, headers={"Authorization": f"Bearer {stack.token()}"}, timeout=30
-        ) as client:
+        with stack.client() as client:
             corrections = {}
             for nis, reference, days_ago in (OPEN_CORRECTION, LATE_CORRECTION):
                 conf = {
@@ -128,13 +99,13 @@ def ui_world(tmp_path_factory: pytest.TempPathFactory, key_cache: Path) -> Itera
                     "description": "Een inburgeraar ontbreekt op de lijst.",
                     "reporter": "Dienst Burgerzaken",
                 }
-                corrections[nis] = _trigger(client, "kbi_correction_request", conf)
+                corrections[nis] = trigger(client, "kbi_correction_request", conf)
             # The municipality fetched (and deleted) its file; the monitor only looks at the server.
             (fetched,) = places.inbox(PICKED_UP).glob("*.csv.gpg")
             fetched.unlink()
             for run_id in corrections.values():
                 _wait_task(client, "kbi_correction_request", run_id, "register")
-            monitor_run = _trigger(client, "kbi_pickup_monitor", {})
+            monitor_run = trigger(client, "kbi_pickup_monitor", {})
             _wait_run(client, "kbi_pickup_monitor", monitor_run)
         yield UiWorld(places, stack, today, annual_run, monitor_run, corrections)
 
