@@ -64,7 +64,7 @@ def prepare(p: env.Places, rows: int, seed: int) -> None:
 
 def trigger_and_follow(stack: Stack, conf: dict) -> tuple[str, str]:
     client = stack.client()
-    run_id = trigger(client, DAG_ID, conf)
+    run_id = trigger(client, DAG_ID, conf, parse_timeout=120)
     say(f"      triggered run {run_id}")
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
     seen: dict[tuple[str, int], str] = {}

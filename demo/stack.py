@@ -213,9 +213,9 @@ def wait_for_dag(client: httpx.Client, dag_id: str, timeout: float = 180) -> Non
         time.sleep(0.5)
 
 
-def trigger(client: httpx.Client, dag_id: str, conf: dict[str, Any]) -> str:
+def trigger(client: httpx.Client, dag_id: str, conf: dict[str, Any], parse_timeout: float = 180) -> str:
     """Trigger a run of ``dag_id`` (once it is parsed) with ``conf``; returns its run id."""
-    wait_for_dag(client, dag_id)
+    wait_for_dag(client, dag_id, parse_timeout)
     for attempt in range(5):  # SQLite may be busy for a moment while the scheduler writes
         resp = client.post(f"/api/v2/dags/{dag_id}/dagRuns", json={"logical_date": None, "conf": conf})
         if resp.status_code < 500:

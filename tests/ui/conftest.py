@@ -99,13 +99,13 @@ def ui_world(tmp_path_factory: pytest.TempPathFactory, key_cache: Path) -> Itera
                     "description": "Een inburgeraar ontbreekt op de lijst.",
                     "reporter": "Dienst Burgerzaken",
                 }
-                corrections[nis] = trigger(client, "kbi_correction_request", conf)
+                corrections[nis] = trigger(client, "kbi_correction_request", conf, parse_timeout=120)
             # The municipality fetched (and deleted) its file; the monitor only looks at the server.
             (fetched,) = places.inbox(PICKED_UP).glob("*.csv.gpg")
             fetched.unlink()
             for run_id in corrections.values():
                 _wait_task(client, "kbi_correction_request", run_id, "register")
-            monitor_run = trigger(client, "kbi_pickup_monitor", {})
+            monitor_run = trigger(client, "kbi_pickup_monitor", {}, parse_timeout=120)
             _wait_run(client, "kbi_pickup_monitor", monitor_run)
         yield UiWorld(places, stack, today, annual_run, monitor_run, corrections)
 
