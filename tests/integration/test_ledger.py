@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from kbi import db, migrations, settings
-from kbi.ledger import AlreadyDelivered, Ledger, chain
+from kbi.ledger import AlreadyDelivered, Delivery, Ledger, chain
 from kbi.ledger.chain import PersonalDataRefused
 from tests.helpers import ledger_dump, make_nn, own_postgres_database, with_driver
 
@@ -388,6 +388,64 @@ def test_racing_runs_plan_exactly_one_annual_delivery(engine: Engine) -> None:
     )
     assert per_nis == 1
     assert ledger.verify() is None  # the writers queued: the chain is gapless
+
+
+def _row_pairs(n: int, tag: str) -> list[tuple[str, str]]:
+    return [(f"{tag}-person-{i:05d}", f"{tag}-content-{i:05d}") for i in range(n)]
+
+
+def test_stored_rows_replace_an_earlier_attempt_and_chain_an_event(engine: Engine) -> None:
+    """P13: a list's row hashes (COPY on PostgreSQL, inserts on SQLite); a re-encrypted attempt
+    replaces what the earlier one stored, and each store is one chained event."""
+    ledger = _ledger(engine)
+    d = _plan(ledger)
+    ledger.store_rows(d, _row_pairs(2500, "first"))
+    ledger.store_rows(d, _row_pairs(1200, "second"))
+    assert ledger.delivery_rows(d.delivery_id) == dict(_row_pairs(1200, "second"))
+    ledger.store_rows(d, [])
+    assert ledger.delivery_rows(d.delivery_id) == {}
+    recorded = [e for e in ledger.events() if e["event_type"] == "rows_recorded"]
+    assert [e["delivery_id"] for e in recorded] == [d.delivery_id] * 3
+    assert ledger.verify() is None
+
+
+def test_a_failed_store_leaves_the_earlier_rows_and_no_event(engine: Engine) -> None:
+    """All or nothing: a list with the same person twice breaks the key; nothing changes."""
+    ledger = _ledger(engine)
+    d = _plan(ledger)
+    ledger.store_rows(d, _row_pairs(10, "first"))
+    events = len(ledger.events())
+    with pytest.raises(Exception, match=r"(?i)unique"):  # SQLAlchemy's on SQLite, psycopg's from COPY
+        ledger.store_rows(d, _row_pairs(5, "second") + _row_pairs(1, "second"))
+    assert ledger.delivery_rows(d.delivery_id) == dict(_row_pairs(10, "first"))
+    assert len(ledger.events()) == events
+
+
+def test_concurrent_row_stores_keep_the_chain_gapless(engine: Engine) -> None:
+    """Ten deliveries store their rows at once (as ten deliver tasks do): every list whole, the
+    chain gapless (rows go in before the writers' lock is taken, the event after)."""
+    ledger = _ledger(engine)
+    deliveries = [_plan(ledger, nis=f"{44000 + i:05d}") for i in range(10)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(deliveries))
+
+    def store(d: Delivery) -> None:
+        try:
+            barrier.wait()
+            Ledger(engine).store_rows(d, _row_pairs(800, d.nis_code))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=store, args=(d,)) for d in deliveries]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert not errors, [f"{type(e).__name__}: {e}" for e in errors]
+    for d in deliveries:
+        assert ledger.delivery_rows(d.delivery_id) == dict(_row_pairs(800, d.nis_code))
+    assert sum(e["event_type"] == "rows_recorded" for e in ledger.events()) == len(deliveries)
+    assert ledger.verify() is None
 
 
 # --- no personal data in the ledger (P12) -------------------------------------------------------------
