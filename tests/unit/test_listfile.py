@@ -13,12 +13,17 @@ from __future__ import annotations
 
 import csv
 import io
+import os
+import subprocess
+import sys
 import unicodedata
+from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
-from kbi import listfile, registry, selection
+from kbi import listfile, registry, selection, settings
 from tests.helpers import HOSTILE_NAMES, PARTITION_SCHEMA, make_nn, partition_table
 
 ALL = registry.CANONICAL_FIELDS
@@ -266,3 +271,28 @@ def test_file_names() -> None:
         listfile.file_name("44021", "2026-01-15", "M-2026-017")
         == "inburgeraars_44021_2026-01-15_correctie_M-2026-017.csv.gpg"
     )
+
+
+def test_empty_partition_with_names_is_a_header_only_file() -> None:
+    data = listfile.render(PARTITION_SCHEMA.empty_table(), ALL)
+    assert data == ("\ufeff" + ";".join(ALL) + "\r\n").encode()
+
+
+def test_writing_a_list_does_not_import_pandas(tmp_path: Path) -> None:
+    """A deliver task is forked without pandas; importing it there costs 0.2 s of CPU and 40 MB
+    in each of 285 task instances (pa.array or pa.scalar on Python values would do it)."""
+    partition = tmp_path / "part.parquet"
+    pq.write_table(partition_table(50, seed=2), partition)
+    script = (
+        "import sys\n"
+        "import pyarrow.parquet as pq\n"
+        "from kbi import listfile, registry, rowhash, selection\n"
+        f"table = pq.ParquetFile({str(partition)!r}).read()\n"
+        "for fields in (registry.CANONICAL_FIELDS, registry.TEMPLATE_FIELDS):\n"
+        "    listfile.render(table, fields)\n"
+        "    rowhash.hashes(selection.minimise(table, fields), b'k' * 32)\n"
+        "print('pandas' in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(settings.PROJECT_ROOT / "plugins")}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False", "writing a list imported pandas"
