@@ -575,6 +575,7 @@ def run_pipeline(places: env.Places, stack: Any, reference_date: date, sampler: 
             "rows_extracted": s["rows"]["extracted"],
             "rows_quarantined": s["rows"]["quarantined"],
             "rows_delivered": s["rows"]["delivered"],
+            "delivery_seconds": s.get("delivery_seconds", {}),
         }
     return result
 
@@ -1144,6 +1145,8 @@ def compare_quality(places: env.Places, today: date, rounds: int = QUALITY_ROUND
 
 FLOOR_OF_STAGE = {"extract": ("extract",), "check_quality": ("check_quality",), "partition": ("partition",)}
 FLOOR_OF_STAGE["deliver"] = ("encrypt", "upload")
+# A delivery's steps (kbi.delivery.STEP_OF_STATE) that do what the floor's encrypt + upload do.
+DELIVERY_STEPS_IN_FLOOR = ("connect", "encrypt", "upload", "publish")
 
 
 def code_version() -> str:
@@ -1183,6 +1186,10 @@ def combine(
         )
     deliver = next((s for s in pipeline["stages"] if s["stage"] == "deliver"), None)
     wall = pipeline["wall_s"]
+    steps = pipeline.get("summary", {}).get("delivery_seconds", {})
+    # What the floor does of a delivery (encrypt, upload, rename), timed inside the deliveries.
+    transfer = sum(steps.get(k, 0.0) for k in DELIVERY_STEPS_IN_FLOOR) if steps else None
+    floor_transfer = sum(floor["stages"][p] for p in FLOOR_OF_STAGE["deliver"])
     return {
         "label": size.label,
         "rows": size.rows,
@@ -1193,6 +1200,12 @@ def combine(
         "floor": floor | {"total_s": _r(floor_total)},
         "quality_engines": quality,
         "stages": rows,
+        "delivery_steps": {
+            "seconds": steps,
+            "encrypt_upload_publish_s": _r(transfer),
+            "floor_encrypt_upload_s": _r(floor_transfer),
+            "ratio": _r(transfer / floor_transfer, 1) if transfer and floor_transfer else None,
+        },
         "total": {
             "pipeline_s": wall,
             "floor_s": _r(floor_total),
@@ -1340,6 +1353,19 @@ def markdown(results: dict[str, Any]) -> str:
                     f"{_f(st['peak_rss_mb'], 0)} ({_f(st.get('peak_uss_mb'), 0)})",
                 )
             )
+        ds = s.get("delivery_steps") or {}
+        if ds.get("seconds"):
+            from kbi.delivery import STEPS  # here: the floor's processes import this module light
+
+            lines += [
+                "",
+                "Deliveries by step (Σ of wall seconds inside the deliver tasks, waits for a core "
+                "included): "
+                + ", ".join(f"{k} {ds['seconds'][k]:.1f}" for k in STEPS if k in ds["seconds"])
+                + f". Connect + encrypt + upload + publish {_f(ds['encrypt_upload_publish_s'], 1)} s "
+                f"against the floor's encrypt + upload {_f(ds['floor_encrypt_upload_s'])} s "
+                f"(×{_f(ds['ratio'], 1)}).",
+            ]
         pl = s["pipeline"]
         if pl.get("cpu_s_by_process"):
             lines += [

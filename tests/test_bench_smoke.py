@@ -50,6 +50,11 @@ def test_small_benchmark_runs_end_to_end(tmp_path) -> None:
     assert small["municipalities"] == int(municipalities)
     # The floor did the same work as the pipeline: the same rows reached the files.
     assert small["floor"]["rows_delivered"] == small["pipeline"]["summary"]["rows_delivered"]
+    # Where the delivering went, by step, from the run's summary; set against the floor.
+    steps = small["delivery_steps"]
+    assert set(steps["seconds"]) >= {"connect", "encrypt", "upload", "publish", "announce", "total"}
+    assert steps["encrypt_upload_publish_s"] > 0 and steps["ratio"] > 0
+    assert "Deliveries by step" in (out / "results.md").read_text()
     stages = {s["stage"] for s in small["stages"]}
     assert {"extract", "check_quality", "deliver"} <= stages
     assert "| small |" in (out / "results.md").read_text()

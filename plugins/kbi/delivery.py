@@ -20,6 +20,8 @@ never loses a delivery (exactly once):
 from __future__ import annotations
 
 import logging
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -39,6 +41,15 @@ from kbi.ledger.store import utcnow
 log = logging.getLogger(__name__)
 
 DONE = frozenset({"announced", "picked_up", "reminded", "purged"})
+# Where a delivery's time goes, by the step its state starts (seconds in the run's summary).
+STEP_OF_STATE = {
+    "planned": "encrypt",
+    "withdrawn": "encrypt",
+    "encrypted": "upload",
+    "uploaded": "publish",  # the passphrase SMS, the rename and its read-back check
+    "published": "announce",
+}
+STEPS = ("connect", "encrypt", "upload", "publish", "announce", "total")
 
 
 class NotificationFailed(KbiError):
@@ -132,6 +143,9 @@ class DeliveryMachine:
         self.channels = channels
         self.today = today
         self.on_secret = on_secret  # Airflow's mask_secret: a second line of defence, not the first
+        # Seconds of the last ``run`` by step (connect, encrypt, upload, publish, announce, total):
+        # counts of time only, for the run summary and the benchmark.
+        self.last_seconds: dict[str, float] = {}
 
     # --- steps ------------------------------------------------------------------------------
 
@@ -286,6 +300,9 @@ class DeliveryMachine:
 
     def run(self, job: Job) -> Delivery:
         """Drive one delivery to ``announced`` from wherever the ledger says it stands."""
+        started = time.perf_counter()
+        seconds: Counter[str] = Counter()
+        self.last_seconds = {}
         d = self.ledger.plan_delivery(
             job.delivery_id,
             job.run_id,
@@ -305,9 +322,13 @@ class DeliveryMachine:
         passphrase: str | None = None
         passphrase_mode = job.recipient.encryption.mode == "passphrase"
         try:
+            opening = time.perf_counter()
             with self.channels.sftp() as sftp:
+                seconds["connect"] += time.perf_counter() - opening
                 while d.state not in DONE:
+                    step, begun = STEP_OF_STATE.get(d.state, d.state), time.perf_counter()
                     d, passphrase = self._step(job, d, sftp, passphrase, passphrase_mode)
+                    seconds[step] += time.perf_counter() - begun
         except crypto.KeyRefused as exc:
             # Nothing was uploaded: give the period back (P3) and say why on the delivery.
             self.ledger.transition(
@@ -325,6 +346,8 @@ class DeliveryMachine:
             error_type = type(exc) if isinstance(exc, KbiError) else KbiError
             failure = error_type(f"{job.recipient.label}: {reason}")
         else:
+            seconds["total"] = time.perf_counter() - started
+            self.last_seconds = {k: round(v, 4) for k, v in seconds.items()}
             return d
         finally:
             passphrase = None

@@ -505,6 +505,7 @@ def deliver(
         "rows": d.row_count,
         "sha256": d.sha256,
         "mode": d.mode,
+        "seconds": machine.last_seconds,  # where this delivery's time went, by step
     }
 
 
@@ -572,6 +573,7 @@ def summarise(
             for r in results
             if r.get("outcome") in ("delivered", "dry_run")
         ],
+        "delivery_seconds": _seconds_by_step(results),
     }
     _write_json(reports_dir(settings, run_id) / "summary.json", summary)
     if not plan_["dry_run"]:
@@ -584,6 +586,15 @@ def summarise(
             f"{len(failed)} municipality(ies) not delivered: {', '.join(failed)}; see their tasks"
         )
     return summary
+
+
+def _seconds_by_step(results: list[dict[str, Any]]) -> dict[str, float]:
+    """The deliveries' own time, summed by step: where a run's delivering went."""
+    total: Counter[str] = Counter()
+    for r in results:
+        if r.get("outcome") == "delivered":
+            total.update(r.get("seconds") or {})
+    return {k: round(v, 3) for k, v in total.items()}
 
 
 UNFINISHED = ("planned", "encrypted", "uploaded", "withdrawn")

@@ -272,6 +272,18 @@ def test_passphrase_round_trip_and_the_passphrase_goes_by_sms_only(
     assert world.ledger.verify() is None
 
 
+def test_a_delivery_reports_where_its_time_went(world: World) -> None:
+    """The run summary and the benchmark get each delivery's seconds by step (times only)."""
+    machine = world.machine()
+    machine.run(world.job(ANTWERPEN))
+    steps = machine.last_seconds
+    assert set(steps) == {"connect", "encrypt", "upload", "publish", "announce", "total"}
+    assert all(v > 0 for v in steps.values())
+    assert steps["total"] >= sum(v for k, v in steps.items() if k != "total")
+    machine.run(world.job(ANTWERPEN))  # already announced: nothing done, nothing timed
+    assert machine.last_seconds == {}
+
+
 def test_running_the_same_job_twice_delivers_once(world: World) -> None:
     """Exactly once: a rerun finds the delivery announced and does nothing."""
     job = world.job(GENT)
