@@ -6,6 +6,7 @@ row and the chained log never disagree.
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
@@ -120,6 +121,11 @@ class Correction:
         return None if self.handled_on is None else self.handled_on <= self.due_on
 
 
+def _copy_text(value: str) -> str:
+    """One value in COPY's text format: backslash, tab, newline and carriage return escaped."""
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+
+
 class Ledger:
     def __init__(self, engine: Engine, chain_key: bytes | None = None, row_key: bytes | None = None):
         self.engine = engine
@@ -144,11 +150,17 @@ class Ledger:
 
     def _copy_rows(self, conn: Connection, delivery_id: str, rows: list[tuple[str, str]]) -> None:
         """PostgreSQL's COPY: a list's thousands of rows in one stream, inside the transaction."""
+        statement = self._sql("copy_delivery_rows").text
         raw = conn.connection.driver_connection
         assert raw is not None
-        with raw.cursor() as cursor, cursor.copy(self._sql("copy_delivery_rows").text) as copy:
-            for person, content in rows:
-                copy.write_row((delivery_id, person, content))
+        with raw.cursor() as cursor:
+            if hasattr(cursor, "copy"):  # psycopg 3
+                with cursor.copy(statement) as copy:
+                    for person, content in rows:
+                        copy.write_row((delivery_id, person, content))
+            else:  # psycopg2: COPY's text format, escaped as PostgreSQL reads it
+                lines = ("\t".join(_copy_text(v) for v in (delivery_id, *row)) + "\n" for row in rows)
+                cursor.copy_expert(statement, io.StringIO("".join(lines)))
 
     def _append(
         self,
