@@ -24,8 +24,9 @@ def derive(secret: bytes) -> bytes:
 def hashes(table: pa.Table, key: bytes) -> list[tuple[str, str]]:
     """(person, content) per row of a list as delivered (its minimised columns)."""
     # Column by column into Python lists (no dict per row); the one-shot C HMAC per value.
-    columns = [["" if v is None else str(v) for v in table[c].to_pylist()] for c in table.column_names]
-    numbers = [str(v) for v in table["insz"].to_pylist()]
+    values = {c: table[c].to_pylist() for c in table.column_names}
+    columns = [["" if v is None else str(v) for v in column] for column in values.values()]
+    numbers = [str(v) for v in values["insz"]]
     return [
         (
             hmac.digest(key, b"person\n" + number.encode(), "sha256").hex(),
