@@ -17,6 +17,7 @@ import pytest
 from kbi.ui import board
 from tests import pii
 from tests.e2e.conftest import RECEIVING, REFUSED, ROOT, read_view
+from tests.helpers import ELEVEN_DIGITS
 from tests.ui.conftest import LATE_CORRECTION, OPEN_CORRECTION, PICKED_UP, UiWorld
 
 pytestmark = pytest.mark.slow
@@ -48,12 +49,9 @@ def people(ui_world: UiWorld) -> pii.People:
     return people
 
 
-# Eleven digits on their own, as a national number is written; not a run of digits inside a key's
-# hexadecimal fingerprint, which a refusal reason quotes (one in ~16 fingerprints holds such a run).
-NATIONAL_NUMBER_SHAPES = (
-    re.compile(r"(?<![0-9A-Fa-f])[0-9]{11}(?![0-9A-Fa-f])"),
-    re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}-[0-9]{3}\.[0-9]{2}"),
-)
+# A national number as it is written, plain (not a digit run inside a fingerprint a refusal
+# reason quotes: one random fingerprint in ~15 holds eleven digits in a row) or with its dots.
+NATIONAL_NUMBER_SHAPES = (ELEVEN_DIGITS, re.compile(r"[0-9]{2}\.[0-9]{2}\.[0-9]{2}-[0-9]{3}\.[0-9]{2}"))
 
 
 def _rows(data: dict) -> dict[str, dict]:
