@@ -26,11 +26,13 @@ from urllib.parse import quote
 import paramiko
 from sqlalchemy.engine import make_url
 
-from kbi import db, rowhash, settings
+from kbi import db, rowhash, settings, transport
 from kbi.errors import ConfigurationError
 from kbi.ledger import Ledger
 from kbi.messages import Mail
 from kbi.quality.quarantine import Quarantine
+
+log = logging.getLogger(__name__)
 
 SFTP_CHANNEL_TIMEOUT_S = 60
 
@@ -106,6 +108,14 @@ def alert_data_engineers(subject: str, text: str) -> None:
     alert([settings.load().data_engineers_email], subject, text)
 
 
+def _host_key_mismatch(presented: paramiko.PKey, pinned: paramiko.PKey) -> transport.HostKeyMismatch:
+    # The fingerprints go to the task log only (for the operator's check), not into the ledger.
+    log.error(
+        "The transfer server presented %s, not the pinned %s", presented.fingerprint, pinned.fingerprint
+    )
+    return transport.HostKeyMismatch(transport.HostKeyMismatch.REASON)
+
+
 class AirflowChannels:
     """SFTP, SMS and e-mail through Airflow's provider hooks."""
 
@@ -123,14 +133,38 @@ class AirflowChannels:
         # The hook asks for zlib unless the connection says otherwise; ciphertext does not
         # compress, so it would only cost CPU on both ends of every upload.
         hook.compress = False
-        with hook.get_managed_conn() as client:
-            channel = client.get_channel()
-            channel.settimeout(SFTP_CHANNEL_TIMEOUT_S)  # a stalled server fails instead of hanging
-            sock = channel.get_transport().sock
-            if isinstance(sock, socket.socket):
-                # Without it Nagle + delayed ACK stall every small write by ~40 ms.
-                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            yield client
+        pinned = hook.host_key  # the connection's host_key extra, parsed by the hook
+        assert pinned is not None, "check_sftp_connection requires a pinned host key"
+        known_hosts = transport.system_known_hosts()
+        others = transport.other_known_host_keys(known_hosts, hook.remote_host, hook.port, pinned)
+        if others:
+            log.error(
+                "%s holds host key(s) %s for the transfer server besides the pinned %s",
+                known_hosts,
+                ", ".join(k.fingerprint for k in others),
+                pinned.fingerprint,
+            )
+            raise ConfigurationError(
+                f"{known_hosts} holds another host key for the transfer server than the pinned one, and "
+                "Airflow's SSH hook would trust it first; remove the server's entry from that file "
+                "(ssh-keygen -R) and keep the pin in connection kbi_sftp only (P12)"
+            )
+        try:
+            with hook.get_managed_conn() as client:
+                channel = client.get_channel()
+                # A second line of defence: whatever the hook trusted, only the pinned key counts.
+                presented = channel.get_transport().get_remote_server_key()
+                if presented != pinned:
+                    raise _host_key_mismatch(presented, pinned)
+                channel.settimeout(SFTP_CHANNEL_TIMEOUT_S)  # a stalled server fails instead of hanging
+                sock = channel.get_transport().sock
+                if isinstance(sock, socket.socket):
+                    # Without it Nagle + delayed ACK stall every small write by ~40 ms.
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                yield client
+        except paramiko.BadHostKeyException as exc:
+            # Raised before authentication: the server got no login and no file.
+            raise _host_key_mismatch(exc.key, pinned) from None
 
     def sms(self, phones: Sequence[str], text: str) -> None:
         import apprise

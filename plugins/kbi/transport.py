@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import os
 import posixpath
 import stat
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 import paramiko
 from paramiko.ssh_exception import NoValidConnectionsError
 
-from kbi.errors import KbiError
+from kbi.errors import ConfigurationError, KbiError
 
 _CHUNK = 1 << 20
 _NETWORK_ERRORS = (OSError, EOFError, paramiko.SSHException)
@@ -34,6 +35,39 @@ class TransportError(KbiError):
 
 class UnknownFileInInbox(TransportError):
     """The final name is taken by a file this delivery did not upload: never overwrite it."""
+
+
+class HostKeyMismatch(ConfigurationError):
+    """The transfer server did not show the pinned host key (P12). Nothing was sent, and no retry
+    may try again: a changed key is checked with the server's operator, out of band, before the
+    pin in connection kbi_sftp changes (reliability catalogue 28). Permanent; the reason a
+    delivery records starts with ``CODE``, so that the run's summary raises the alert once."""
+
+    CODE = "host_key_mismatch"
+    REASON = (
+        f"{CODE}: the transfer server's host key is not the pinned key; nothing was sent. Verify "
+        "the server's key with its operator before changing the host_key of connection kbi_sftp"
+    )
+
+
+def system_known_hosts() -> Path:
+    """The file paramiko's ``load_system_host_keys()`` reads, as Airflow's SSH hook calls it."""
+    return Path(os.path.expanduser("~/.ssh/known_hosts"))
+
+
+def other_known_host_keys(
+    known_hosts: Path, host: str, port: int, pinned: paramiko.PKey
+) -> list[paramiko.PKey]:
+    """Keys ``known_hosts`` holds for the server besides the pinned one.
+
+    Airflow's SSH hook loads the worker's known_hosts, and paramiko looks a server up there
+    before the connection's pinned key: another key for the transfer server in that file would
+    be trusted instead of the pin (or turn the pinned server away)."""
+    if not known_hosts.is_file():
+        return []
+    name = host if port == 22 else f"[{host}]:{port}"
+    entries = paramiko.HostKeys(str(known_hosts)).lookup(name)
+    return [key for key in (entries or {}).values() if key != pinned]
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,28 @@
 
 The e2e suites drive the channel through DAG runs; this checks what a run cannot see from outside:
 the session it opens pins the host key, sends without Nagle's delay and without zlib (ciphertext
-does not compress), and refuses a connection that would accept any server (P12).
+does not compress), and refuses a connection that would accept any server (P12). Only the pinned
+key counts: a server showing another one gets no login, and the worker's ~/.ssh/known_hosts, which
+the provider's hook reads and paramiko trusts before the pin, cannot let another key in
+(reliability catalogue 27, 28).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from demo.servers.sftp import SftpServer, ensure_keys
+from demo.servers.sftp import SftpServer, ensure_keys, public_key_line
+from kbi import transport
 from kbi.airflow_glue import AirflowChannels
 from kbi.errors import ConfigurationError
+
+SERVER_LOG = "demo.servers.sftp"
 
 
 @pytest.fixture
@@ -27,6 +34,28 @@ def server(tmp_path: Path) -> Iterator[tuple[SftpServer, Path]]:
         yield srv, client_key
 
 
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home of the test's own: the machine's ~/.ssh/known_hosts must not decide a test."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    (tmp_path / "home" / ".ssh").mkdir(parents=True)
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def other_key(tmp_path: Path) -> str:
+    """A host key line that is not the server's (what a pin looks like after the server changed)."""
+    return public_key_line(ensure_keys(tmp_path / "other")[0])
+
+
+def _known_hosts(home: Path, srv: SftpServer, key_line: str) -> None:
+    (home / ".ssh" / "known_hosts").write_text(f"[{srv.host}]:{srv.port} {key_line}\n")
+
+
+def _server_said(caplog: pytest.LogCaptureFixture, text: str) -> bool:
+    return any(r.name == SERVER_LOG and text in r.getMessage() for r in caplog.records)
+
+
 def _connection(monkeypatch: pytest.MonkeyPatch, srv: SftpServer, client_key: Path, **extra: object) -> None:
     payload = {
         "conn_type": "sftp",
@@ -35,7 +64,7 @@ def _connection(monkeypatch: pytest.MonkeyPatch, srv: SftpServer, client_key: Pa
         "login": srv.username,
         "extra": {
             "key_file": str(client_key),
-            "host_key": srv.host_public_key,
+            "host_key": extra.pop("host_key", srv.host_public_key),
             "look_for_keys": False,
             "conn_timeout": 10,
             **extra,
@@ -57,10 +86,84 @@ def test_the_session_pins_the_host_key_without_zlib_or_nagle(
         assert sftp.listdir("/44021") == ["inbox"]
 
 
+@pytest.mark.parametrize("flag", ["no_host_key_check", "allow_host_key_change"])
 def test_a_connection_that_accepts_any_server_is_refused(
-    server: tuple[SftpServer, Path], monkeypatch: pytest.MonkeyPatch
+    server: tuple[SftpServer, Path], monkeypatch: pytest.MonkeyPatch, flag: str
 ) -> None:
     srv, client_key = server
-    _connection(monkeypatch, srv, client_key, no_host_key_check=True)
-    with pytest.raises(ConfigurationError, match="no_host_key_check"), AirflowChannels().sftp():
+    _connection(monkeypatch, srv, client_key, **{flag: True})
+    with pytest.raises(ConfigurationError, match=flag), AirflowChannels().sftp():
         pass
+
+
+def test_a_server_showing_another_key_gets_no_login(
+    server: tuple[SftpServer, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    other_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Catalogue 28: the key changed (or a man in the middle): refused before authentication,
+    as a permanent error (no retry may try again), the keys' fingerprints in the log only."""
+    srv, client_key = server
+    caplog.set_level(logging.INFO)
+    _connection(monkeypatch, srv, client_key, host_key=other_key)
+    with pytest.raises(transport.HostKeyMismatch) as refused, AirflowChannels(conn_retry_attempts=1).sftp():
+        pytest.fail("the channel opened")
+    assert str(refused.value).startswith(transport.HostKeyMismatch.CODE)
+    assert isinstance(refused.value, ConfigurationError)  # permanent: kbi.airflow_tasks fails at once
+    assert "SHA256:" not in str(refused.value)  # the ledger gets the cause, the log the fingerprints
+    assert any("SHA256:" in r.getMessage() for r in caplog.records if r.name == "kbi.airflow_glue")
+    assert _server_said(caplog, "sftp connection from")  # it did connect ...
+    assert not _server_said(caplog, "sftp auth ok")  # ... and never logged in
+
+
+def test_known_hosts_cannot_let_another_key_in(
+    server: tuple[SftpServer, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    home: Path,
+    other_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The provider's hook loads ~/.ssh/known_hosts and paramiko trusts it before the pin: an entry
+    holding the server's (unpinned) key would have logged in. Refused before connecting."""
+    srv, client_key = server
+    caplog.set_level(logging.INFO)
+    _known_hosts(home, srv, srv.host_public_key)
+    _connection(monkeypatch, srv, client_key, host_key=other_key)
+    with (
+        pytest.raises(ConfigurationError, match="known_hosts"),
+        AirflowChannels(conn_retry_attempts=1).sftp(),
+    ):
+        pytest.fail("the channel opened")
+    assert not _server_said(caplog, "sftp connection from")
+
+
+def test_known_hosts_holding_the_pinned_key_is_harmless(
+    server: tuple[SftpServer, Path], monkeypatch: pytest.MonkeyPatch, home: Path
+) -> None:
+    srv, client_key = server
+    _known_hosts(home, srv, srv.host_public_key)
+    _connection(monkeypatch, srv, client_key)
+    with AirflowChannels(conn_retry_attempts=1).sftp() as sftp:
+        assert sftp.listdir("/44021") == ["inbox"]
+
+
+def test_the_pin_is_checked_again_whatever_the_hook_trusted(
+    server: tuple[SftpServer, Path],
+    monkeypatch: pytest.MonkeyPatch,
+    home: Path,
+    other_key: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The second line of defence: were the hook to trust another key (here: the known_hosts
+    check switched off), the session is refused before any SFTP operation."""
+    srv, client_key = server
+    caplog.set_level(logging.INFO)
+    _known_hosts(home, srv, srv.host_public_key)
+    monkeypatch.setattr(transport, "other_known_host_keys", lambda *args: [])
+    _connection(monkeypatch, srv, client_key, host_key=other_key)
+    with pytest.raises(transport.HostKeyMismatch), AirflowChannels(conn_retry_attempts=1).sftp():
+        pytest.fail("the channel opened")
+    assert _server_said(caplog, "sftp auth ok")  # the hook did log in (what the first check prevents)
+    assert srv.opened_for_reading() == []
+    assert sorted(p.name for p in (srv.root / "44021").rglob("*")) == ["inbox"]
