@@ -24,6 +24,8 @@ if TYPE_CHECKING:
     from kbi import pipeline
 
 log = logging.getLogger(__name__)
+DAG_CORRECTION = "kbi_correction_request"
+DAG_MONITOR = "kbi_pickup_monitor"
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -190,7 +192,9 @@ def summarise(
         raise AirflowFailException(reason)
     # A slice is one request for all 285 results; iterating asks the API server once per item.
     every = list(results[:]) if results is not None else []
-    return fail_fast(pipeline.summarise)(ledger, settings.load(), plan_, checked, every)
+    return fail_fast(pipeline.summarise)(
+        ledger, settings.load(), plan_, checked, every, alert=airflow_glue.alert_data_engineers
+    )
 
 
 def remove_staging() -> bool:
@@ -214,9 +218,9 @@ def _now() -> datetime:
 def sweep_pickups() -> dict[str, Any]:
     """P8: pickups, reminders and purges of published files; a failure for one municipality
     does not stop the others, but fails the task (so it is retried and seen) at the end."""
-    from airflow.sdk.exceptions import AirflowException
+    from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
-    from kbi import airflow_glue, monitor, registry
+    from kbi import airflow_glue, monitor, pipeline, registry, transport
 
     s = settings.load()
     ledger = airflow_glue.ledger()
@@ -227,7 +231,13 @@ def sweep_pickups() -> dict[str, Any]:
         # Pickups and purges need no registry; only the messages do (they fail per municipality).
         log.error("The recipients registry cannot be read; reminders cannot be sent: %s", exc)
         reg = None
-    result = monitor.PickupMonitor(ledger, airflow_glue.AirflowChannels(), s, reg).sweep(_now())
+    try:
+        result = monitor.PickupMonitor(ledger, airflow_glue.AirflowChannels(), s, reg).sweep(_now())
+    except transport.HostKeyMismatch as exc:
+        run_id = _context()["run_id"]
+        stopped = "the sweep stopped before looking at any inbox: no file was purged"
+        pipeline.send_host_key_alert(airflow_glue.alert_data_engineers, DAG_MONITOR, run_id, stopped)
+        raise AirflowFailException(f"HostKeyMismatch: {exc}") from None  # no retry (catalogue 28)
     log.info(
         "Checked %d file(s): %d picked up, %d reminded, %d purged, %d still waiting",
         result.checked,
@@ -315,7 +325,7 @@ def register_correction() -> dict[str, Any]:
     ledger = airflow_glue.ledger()
     ledger.migrate()
     run_id = _context()["run_id"]
-    ledger.start_run(run_id, "kbi_correction_request", "correction", _today().isoformat(), False, reg.version)
+    ledger.start_run(run_id, DAG_CORRECTION, "correction", _today().isoformat(), False, reg.version)
     c = corrections.register(ledger, req, run_id)
     corrections.acknowledge(ledger, airflow_glue.AirflowChannels(), recipient, c)
     last = ledger.last_published_delivery(c.nis_code)
@@ -362,28 +372,35 @@ def _decisions() -> list[dict[str, Any] | None]:
 
 @fail_fast
 def redeliver_correction() -> dict[str, Any]:
-    from kbi import airflow_glue, corrections, registry
+    from kbi import airflow_glue, corrections, pipeline, registry, transport
 
     _, reason, who, _ = corrections.decision(_decisions())
     s = settings.load()
     req = _correction_request()
-    done = corrections.redeliver(
-        ledger=airflow_glue.ledger(),
-        quarantine=airflow_glue.quarantine(),
-        channels=airflow_glue.AirflowChannels(),
-        settings=s,
-        reg=registry.load(s.registry_path),
-        source_engine=airflow_glue.source_engine(),
-        ref=req.reference,
-        by=who,
-        reason=reason,
-        run_id=_context()["run_id"],
-        today=_today(),
-        on_secret=airflow_glue.mask,
-    )
+    run_id = _context()["run_id"]
+    try:
+        done = corrections.redeliver(
+            ledger=airflow_glue.ledger(),
+            quarantine=airflow_glue.quarantine(),
+            channels=airflow_glue.AirflowChannels(),
+            settings=s,
+            reg=registry.load(s.registry_path),
+            source_engine=airflow_glue.source_engine(),
+            ref=req.reference,
+            by=who,
+            reason=reason,
+            run_id=run_id,
+            today=_today(),
+            on_secret=airflow_glue.mask,
+        )
+    except transport.HostKeyMismatch:
+        # One delivery per correction run, and no retry: the alert goes out once (catalogue 28).
+        stopped = pipeline.deliveries_stopped([req.nis_code])
+        pipeline.send_host_key_alert(airflow_glue.alert_data_engineers, DAG_CORRECTION, run_id, stopped)
+        raise
     diff = done.difference.as_dict() if done.difference else None
     airflow_glue.ledger().finish_run(
-        _context()["run_id"],
+        run_id,
         "success",
         {"reference": req.reference, "outcome": "corrected", "rows": done.rows},
     )

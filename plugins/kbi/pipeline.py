@@ -19,7 +19,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from kbi import crypto, reference, registry
+from kbi import crypto, reference, registry, transport
 from kbi.delivery import Channels, DeliveryMachine, Job
 from kbi.errors import DataError, KbiError, scrubbed
 from kbi.ledger import AlreadyDelivered, Ledger
@@ -518,6 +518,7 @@ def summarise(
     plan_: dict[str, Any],
     checked: dict[str, Any] | None,
     results: list[dict[str, Any]] | None,
+    alert: Alert | None = None,
 ) -> dict[str, Any]:
     """The run summary (counts and reasons, no personal data), to the ledger and the reports."""
     run_id = plan_["run_id"]
@@ -580,12 +581,49 @@ def summarise(
         _release_unfinished(ledger, run_id)
         state = "failed" if failed else "success"
         ledger.finish_run(run_id, state, {k: summary[k] for k in ("municipalities", "rows")})
+    if failed and alert is not None:
+        _alert_host_key_mismatch(ledger, run_id, failed, alert)
     if failed:
         # The summary is written; now make the run red so nobody mistakes it for a complete one.
         raise RunIncomplete(
             f"{len(failed)} municipality(ies) not delivered: {', '.join(failed)}; see their tasks"
         )
     return summary
+
+
+def _alert_host_key_mismatch(ledger: Ledger, run_id: str, failed: list[str], alert: Alert) -> None:
+    """Catalogue 28: the transfer server showed another host key than the pinned one, a possible
+    interception. One security alert per run, however many deliveries it stopped."""
+    stopped = sorted(
+        d.nis_code
+        for d in ledger.deliveries_of_run(run_id)
+        if d.nis_code in failed and (d.last_error or "").startswith(transport.HostKeyMismatch.CODE)
+    )
+    if stopped:
+        send_host_key_alert(alert, DAG_ANNUAL, run_id, deliveries_stopped(stopped))
+
+
+def deliveries_stopped(nis_codes: list[str]) -> str:
+    return (
+        f"{len(nis_codes)} delivery(ies) ({', '.join(nis_codes)}) stopped before sending anything: no file, "
+        "no passphrase SMS and no receipt went out"
+    )
+
+
+def send_host_key_alert(alert: Alert, dag_id: str, run_id: str, stopped: str) -> None:
+    """The security alert when the transfer server did not show the pinned host key; ``stopped``
+    says what did not happen (NIS codes and counts only)."""
+    text = (
+        f"The transfer server did not show the host key pinned in connection kbi_sftp to run "
+        f"{run_id} of {dag_id}: {stopped}.\n\n"
+        "This may be an interception (man in the middle) or a new key of the server. Do not change "
+        "the pin until the server's operator has confirmed the new key's fingerprint by another "
+        "channel (the task logs show the key the server presented), then run again.\n"
+    )
+    try:
+        alert(f"[KBI] SECURITY: transfer server host key mismatch, run {run_id[:24]}", text)
+    except Exception as exc:  # the failure stands even when the alert cannot be sent
+        log.error("The security alert to the data engineers could not be sent: %s", type(exc).__name__)
 
 
 def _seconds_by_step(results: list[dict[str, Any]]) -> dict[str, float]:

@@ -5,6 +5,7 @@ through AIRFLOW_CONN_* variables exactly as `make demo` wires them."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import logging
 import re
 import sqlite3
@@ -74,6 +75,18 @@ class World:
         for k, v in values.items():
             self.monkeypatch.setenv(k, v)
             self.env[k] = v
+
+    def pin_another_host_key(self) -> None:
+        """Pin a host key in connection kbi_sftp that the server does not have (as after the
+        server's key changed, or with a man in the middle)."""
+        from demo.servers.sftp import ensure_keys, public_key_line
+
+        conn = json.loads(self.env["AIRFLOW_CONN_KBI_SFTP"])
+        conn["extra"]["host_key"] = public_key_line(ensure_keys(self.places.var_dir / "other-host-key")[0])
+        self.set_env(AIRFLOW_CONN_KBI_SFTP=json.dumps(conn))
+
+    def security_alerts(self) -> list:
+        return [m for m in self.mail.messages() if str(m["Subject"]).startswith("[KBI] SECURITY")]
 
 
 PASSPHRASE_SMS = re.compile(

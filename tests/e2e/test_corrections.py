@@ -151,6 +151,22 @@ def test_corrected_in_kbi_delivers_the_full_list_again(world: World) -> None:
     assert ledger.get_correction("M2026-001").round == 2
 
 
+def test_a_transfer_server_showing_another_host_key_gets_no_correction(world: World) -> None:
+    """Catalogue 28: the corrected list is not sent, the annual file stays, one security alert."""
+    annual = load_dag().test(run_conf={"municipalities": [GENT]})
+    assert annual.state == "success"
+    (annual_file,) = world.inbox_files(GENT)
+    world.pin_another_host_key()
+    dag_run, _ = _run(world, _request(world), {"decide": (corrections.CORRECTED, {"reden": ""})})
+    assert dag_run.state == "failed"
+    (redeliver,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "redeliver"]
+    assert redeliver.state == "failed"
+    assert world.inbox_files(GENT) == [annual_file]
+    (alert,) = world.security_alerts()
+    body = alert.get_body(("plain",)).get_content()
+    assert "kbi_correction_request" in body and f"({GENT}) stopped before sending anything" in body
+
+
 def test_no_error_found_informs_the_municipality_and_delivers_nothing(world: World) -> None:
     reason = "De persoon woont volgens het Rijksregister niet meer in Gent."
     dag_run, _ = _run(

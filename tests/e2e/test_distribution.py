@@ -204,6 +204,34 @@ def test_yearly_run_with_source_ledger_and_quarantine_on_postgresql(
     assert pii.leaks(people, task_logs=output.out + output.err) == {}
 
 
+def test_a_transfer_server_showing_another_host_key_gets_nothing_and_security_is_alerted(
+    world: World, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Catalogue 28 (a changed key, or a man in the middle): every delivery stops before logging
+    in, at once (no retry may try again), and the data engineers get one security alert."""
+    from kbi import airflow_glue, transport
+
+    world.pin_another_host_key()
+    dag_run = _run(world, {"municipalities": ["44021", "11001"]})
+    assert dag_run.state == "failed"
+    tis = {(ti.task_id, ti.map_index): ti for ti in dag_run.get_task_instances()}
+    for index in (0, 1):
+        assert tis[("deliver", index)].state == "failed"
+        assert tis[("deliver", index)].try_number == 1  # not retried
+    assert tis[("remove_staging", -1)].state == "success"
+    assert world.all_server_files() == []
+    assert world.sms.messages() == []
+    deliveries = airflow_glue.ledger().deliveries_of_run(dag_run.run_id)
+    assert sorted(d.nis_code for d in deliveries) == ["11001", "44021"]
+    assert all(d.last_error.startswith(transport.HostKeyMismatch.CODE) for d in deliveries)
+    assert len(world.mail.messages()) == 1  # no receipt went out
+    (alert,) = world.security_alerts()  # one, not one per delivery
+    assert alert["To"] == "data-engineering@example.invalid"
+    body = alert.get_body(("plain",)).get_content()
+    assert "(11001, 44021) stopped before sending anything" in body and "kbi_distribution" in body
+    assert "The transfer server presented SHA256:" in capfd.readouterr().out  # for the operator's check
+
+
 def test_a_transfer_server_without_pinned_host_key_gets_nothing(world: World) -> None:
     """P12: the SFTP provider would accept any server unless told otherwise; the project refuses."""
     conn = json.loads(world.env["AIRFLOW_CONN_KBI_SFTP"])

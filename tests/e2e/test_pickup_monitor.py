@@ -152,3 +152,23 @@ def test_expiring_and_unusable_keys_are_announced_once_a_week(world: World, tmp_
     with time_machine.travel(datetime.now(UTC) + timedelta(days=8), tick=True):
         assert _monitor().test().state == "success"
     assert len([m for m in world.mail.messages() if "sleutel" in str(m["Subject"])]) == 2
+
+
+def test_a_transfer_server_showing_another_host_key_is_not_swept(world: World) -> None:
+    """Catalogue 28: the sweep stops before logging in, without retry, and says so once to the
+    data engineers; a file past the purge limit stays where it is."""
+    delivered = load_dag().test(run_conf={"municipalities": [GENT]})
+    assert delivered.state == "success"
+    (waiting,) = world.inbox_files(GENT)
+    _clear_outboxes(world)
+    world.pin_another_host_key()
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=40), tick=True):
+        swept = _monitor().test()
+    assert swept.state == "failed"
+    (sweep,) = [ti for ti in swept.get_task_instances() if ti.task_id == "sweep_pickups"]
+    assert sweep.state == "failed" and sweep.try_number == 1  # not retried
+    assert world.inbox_files(GENT) == [waiting] and _states() == {GENT: "announced"}
+    assert _pickup_mails(world) == [] and world.sms.messages() == []
+    (alert,) = world.security_alerts()
+    body = alert.get_body(("plain",)).get_content()
+    assert "kbi_pickup_monitor" in body and "no file was purged" in body
