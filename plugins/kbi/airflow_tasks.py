@@ -130,7 +130,7 @@ def plan() -> dict[str, Any]:
 def extract(plan_: dict[str, Any]) -> dict[str, Any]:
     from kbi import airflow_glue, pipeline
 
-    return pipeline.extract(airflow_glue.source_engine(), plan_)
+    return pipeline.extract(airflow_glue.source_engine(), plan_, settings.load().source_timeout_s)
 
 
 @fail_fast

@@ -313,7 +313,9 @@ def redeliver(
                 c.with_(decision=CORRECTED, decision_reason=reason, decided_by=by), "correction_decided"
             )
         codes = [c.nis_code] + [old for old, new in reference.crosswalk().items() if new == c.nis_code]
-        extracted = source.extract(source_engine, directory / "extract.parquet", nis_codes=codes)
+        extracted = source.extract(
+            source_engine, directory / "extract.parquet", nis_codes=codes, timeout_s=settings.source_timeout_s
+        )
         table = pq.read_table(directory / "extract.parquet")
         if table.num_rows != extracted.expected_rows:
             raise KbiError(

@@ -24,16 +24,25 @@ class ConfigurationError(KbiError):
     """A connection, setting or registry entry is missing or unsafe."""
 
 
+class Unavailable(KbiError):
+    """A system went away or timed out mid-way (a dropped or cancelled query): a retry may
+    succeed. Scrubbed like DataError, but not permanent."""
+
+
 @contextmanager
-def scrubbed(stage: str) -> Iterator[None]:
+def scrubbed(stage: str, transient: tuple[type[BaseException], ...] = ()) -> Iterator[None]:
+    """Errors inside become DataError (permanent), or Unavailable (retried) for ``transient``
+    types; either way only the stage and the exception's type are kept."""
     failed: str | None = None
+    error: type[KbiError] = DataError
     try:
         yield
     except KbiError:
         raise
     except Exception as exc:
         failed = type(exc).__name__
+        error = Unavailable if isinstance(exc, transient) else DataError
     if failed:
         # contextmanager's __exit__ still runs while the original exception is being handled, so
         # it becomes __context__; "from None" marks it suppressed and no traceback renders it.
-        raise DataError(f"{stage} failed ({failed}); the data involved is not shown") from None
+        raise error(f"{stage} failed ({failed}); the data involved is not shown") from None

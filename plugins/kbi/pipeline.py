@@ -232,11 +232,11 @@ def _key_problems(
 # --- 2. extract ---------------------------------------------------------------------------------
 
 
-def extract(engine: Any, plan_: dict[str, Any]) -> dict[str, Any]:
+def extract(engine: Any, plan_: dict[str, Any], timeout_s: int | None = None) -> dict[str, Any]:
     from kbi import source
 
     path = Path(plan_["run_dir"]) / "extract.parquet"
-    got = source.extract(engine, path)
+    got = source.extract(engine, path, timeout_s=timeout_s)
     log.info(
         "Extracted %d rows of target group inburgeraar (the view counts %d)", got.rows, got.expected_rows
     )

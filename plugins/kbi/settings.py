@@ -74,6 +74,9 @@ class Settings:
     # delivery, and by at least min_count_change_rows rows (small lists move by a few people).
     max_count_change: float
     min_count_change_rows: int
+    # The longest a read of the KBI view may take on PostgreSQL (statement_timeout); a hung
+    # source then fails the extract, which is retried, instead of holding the run forever.
+    source_timeout_s: int
     # Quarantined rows older than this are purged (the quality officer resolves them before).
     quarantine_retention_days: int
     # P8: a file still on the transfer server after this many days gets one reminder; after
@@ -112,6 +115,7 @@ def load() -> Settings:
         max_blocking_failure_rate=_float("KBI_MAX_BLOCKING_FAILURE_RATE", 0.01),
         max_count_change=_float("KBI_MAX_COUNT_CHANGE", 0.5),
         min_count_change_rows=_int("KBI_MIN_COUNT_CHANGE_ROWS", 20),
+        source_timeout_s=_int("KBI_SOURCE_TIMEOUT_S", 900),
         quarantine_retention_days=_int("KBI_QUARANTINE_RETENTION_DAYS", 180),
         pickup_reminder_days=_int("KBI_PICKUP_REMINDER_DAYS", 7),
         pickup_purge_days=_int("KBI_PICKUP_PURGE_DAYS", 30),

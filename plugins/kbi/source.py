@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
+import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kbi import sqlfiles
@@ -203,10 +204,14 @@ def _codes(nis_codes: list[str]) -> str:
     return ", ".join(f"'{c}'" for c in sorted(set(nis_codes)))
 
 
-def extract(engine: Engine, out_path: Path, nis_codes: list[str] | None = None) -> Extracted:
+def extract(
+    engine: Engine, out_path: Path, nis_codes: list[str] | None = None, timeout_s: int | None = None
+) -> Extracted:
     """Run the extract SQL through ``engine`` and stage it as Parquet, with the view's own count.
 
-    ``nis_codes`` limits it to residents of those municipalities (a correction, P9)."""
+    ``nis_codes`` limits it to residents of those municipalities (a correction, P9). On
+    PostgreSQL each statement may run ``timeout_s`` at most; a read that is cancelled or loses
+    its connection half-way fails as Unavailable (retried), with nothing staged."""
     dialect = engine.dialect.name
     sql = _strip(sqlfiles.load("source/extract_inburgeraars", dialect))
     count_sql = _strip(sqlfiles.load("source/count_inburgeraars", dialect))
@@ -219,11 +224,16 @@ def extract(engine: Engine, out_path: Path, nis_codes: list[str] | None = None) 
     # Connecting is outside the scrub: its errors (server down, bad credentials) hold no data
     # and the data engineer needs them whole. PostgreSQL reads both in one snapshot.
     options = {"isolation_level": "REPEATABLE READ"} if dialect == "postgresql" else {}
+    # SQLite reports a missing view as an OperationalError too: only a server's is transient.
+    transient = (sa.exc.OperationalError,) if dialect != "sqlite" else ()
     with (
         engine.connect().execution_options(**options) as conn,
-        scrubbed("reading the KBI view"),
+        scrubbed("reading the KBI view", transient),
         conn.begin(),
     ):
+        if timeout_s is not None and dialect == "postgresql":
+            timeout = sa.text(sqlfiles.load("source/statement_timeout", dialect))
+            conn.execute(timeout, {"timeout_ms": str(int(timeout_s * 1000))})
         expected = int(conn.exec_driver_sql(count_sql).scalar_one())
         raw = reader(conn, sql)
     table = normalise(raw)

@@ -25,7 +25,7 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from kbi import source, synth
-from kbi.errors import DataError
+from kbi.errors import DataError, Unavailable
 from tests.helpers import Sealed, own_postgres_database, with_driver
 
 # --- normalise --------------------------------------------------------------------------------
@@ -363,3 +363,45 @@ def test_postgres_extract_equals_sqlite_extract(
     # The hostile names arrived intact (empty string stays empty, NULL stays NULL).
     names = list(zip(from_pg["familienaam"].to_pylist(), from_pg["voornamen"].to_pylist(), strict=True))
     assert all(pair in names for pair in HOSTILE_UPDATES)
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
+def test_a_hung_postgres_read_is_cancelled_retryable_and_stages_nothing(
+    tmp_path: Path, sealed_dossiers: Sealed[pa.Table], pg_url: str, driver: str
+) -> None:
+    """Catalogue #16: a source that stops answering is cancelled by the statement timeout instead
+    of holding the run; the failure is Unavailable (retried, unlike DataError), names no data,
+    stages nothing, and the retry reads the whole view once the source answers again."""
+    schema = f"slow_{driver}"
+    synth.write_postgres(sealed_dossiers.value, with_driver(pg_url, "psycopg2"), schema=schema)
+    admin = sa.create_engine(
+        with_driver(pg_url, "psycopg2"), poolclass=NullPool, isolation_level="AUTOCOMMIT"
+    )
+    engine = sa.create_engine(
+        with_driver(pg_url, driver), poolclass=NullPool, connect_args={"options": f"-c search_path={schema}"}
+    )
+    view, direct = f"{schema}.kbi_inburgeraar", f"{schema}.kbi_inburgeraar_direct"
+    out = tmp_path / "extract.parquet"
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"ALTER VIEW {view} RENAME TO kbi_inburgeraar_direct")
+            # One sleep per query, far longer than the timeout: without it the read would succeed.
+            conn.exec_driver_sql(
+                f"CREATE VIEW {view} AS SELECT * FROM {direct} WHERE (SELECT 1 FROM pg_sleep(30)) = 1"
+            )
+        with pytest.raises(Unavailable, match="reading the KBI view failed") as info:
+            source.extract(engine, out, timeout_s=1)
+        assert not isinstance(info.value, DataError) and "OperationalError" in str(info.value)
+        assert info.value.__cause__ is None
+        assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE OR REPLACE VIEW {view} AS SELECT * FROM {direct}")
+        got = source.extract(engine, out, timeout_s=60)
+        assert got.rows == got.expected_rows > 0
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+        admin.dispose()
