@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
 import shutil
@@ -47,6 +48,27 @@ class KeyRefused(KbiError):
 
 class EncryptionFailed(KbiError):
     pass
+
+
+class StagingFull(KbiError):
+    """The staging area has no room for a delivery's keyring and ciphertext (catalogue 26): a
+    passing fault, retried; nothing partial is left behind."""
+
+
+# Room a delivery needs besides its ciphertext: the throwaway keyring and gpg's own files.
+KEYRING_ROOM = 1 << 20
+
+
+def ensure_room(directory: Path, plaintext_bytes: int, file_name: str) -> None:
+    """Refuse to start when the staging area cannot hold the keyring and the ciphertext (at most
+    the plaintext's size plus OpenPGP's framing): gpg failing half-way on a full disk would
+    otherwise read as an unusable key."""
+    free = shutil.disk_usage(directory).free
+    if free < plaintext_bytes + KEYRING_ROOM:
+        raise StagingFull(
+            f"the staging area has {free // 1024} KiB free, too little for {file_name} "
+            f"({(plaintext_bytes + KEYRING_ROOM) // 1024} KiB needed); free space and retry"
+        )
 
 
 @dataclass(frozen=True)
@@ -159,10 +181,22 @@ def check_key(gpg: gnupg.GPG, key_file: Path, pinned: str, today: date, min_bits
 
 
 def _write(out: Path, data: bytes) -> None:
+    """The ciphertext under a temporary name (0600 from the start), renamed when whole; a failed
+    write leaves nothing partial behind (catalogue 26)."""
     tmp = out.with_name(out.name + ".tmp")
-    tmp.write_bytes(data)
-    os.chmod(tmp, 0o600)
-    tmp.replace(out)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o600)  # a leftover of a crashed attempt keeps its old mode
+            fh.write(data)
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise StagingFull(
+                f"the staging area ran out of space writing {out.name}; free space and retry"
+            ) from None
+        raise
 
 
 def encrypt_to_key(gpg: gnupg.GPG, plaintext: bytes, key: KeyCheck, out: Path) -> None:

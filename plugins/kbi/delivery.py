@@ -156,6 +156,7 @@ class DeliveryMachine:
         """
         r = job.recipient
         plaintext, delivered = render_plaintext(job)
+        crypto.ensure_room(job.workdir, len(plaintext), job.file_name)
         keyring_home = job.workdir / "gnupg"
         crypto.remove_keyring(keyring_home)  # never reuse a keyring across attempts
         gpg = crypto.keyring(keyring_home)

@@ -415,3 +415,26 @@ def test_new_passphrase_format_and_entropy() -> None:
     assert len(set(drawn)) == len(drawn)
     used = set("".join(drawn).replace("-", ""))
     assert used == set(alphabet)  # every symbol occurs: the full alphabet is really used
+
+
+def test_a_ciphertext_the_disk_cannot_hold_leaves_nothing(gpg: gnupg.GPG, tmp_path: Path) -> None:
+    """Catalogue 26: the staging disk fills while the ciphertext is written: a clear, passing
+    error (retried), and neither the partial file nor its temporary name stays behind."""
+    from tests.openssh.harness import MountNotPermitted, tmpfs_over
+
+    small = tmp_path / "small"
+    small.mkdir(mode=0o700)
+    incompressible = os.urandom(400_000)  # gpg's compression cannot bring it under 128 KiB
+    try:
+        with tmpfs_over(small, size="128k", mode=0o700):
+            with pytest.raises(crypto.StagingFull, match=r"ran out of space writing list\.csv\.gpg"):
+                crypto.encrypt_with_passphrase(
+                    gpg, incompressible, crypto.new_passphrase(), small / "list.csv.gpg"
+                )
+            assert list(small.iterdir()) == []
+            # Room again (a small file): the same call writes it whole.
+            crypto.encrypt_with_passphrase(gpg, PLAINTEXT, crypto.new_passphrase(), small / "list.csv.gpg")
+            assert [p.name for p in small.iterdir()] == ["list.csv.gpg"]
+            assert stat.S_IMODE((small / "list.csv.gpg").stat().st_mode) == 0o600
+    except MountNotPermitted as exc:
+        pytest.skip(str(exc))

@@ -284,6 +284,33 @@ def test_a_delivery_reports_where_its_time_went(world: World) -> None:
     assert machine.last_seconds == {}
 
 
+def test_a_full_staging_disk_fails_before_gpg_and_the_retry_delivers(world: World) -> None:
+    """Catalogue 26: no room for the keyring and the ciphertext: the delivery stops before gpg
+    runs (a half-written keyring would read as an unusable key, a permanent refusal), with a
+    passing error, nothing left in its directory and nothing sent; once space is freed, the
+    retry delivers."""
+    from tests.openssh.harness import MountNotPermitted, tmpfs_over
+
+    job = world.job(GENT)
+    job.workdir.mkdir(parents=True, mode=0o700)
+    machine = world.machine()
+    try:
+        # 12 KiB: gpg cannot even import the key; before the room check that was refused as
+        # "no readable OpenPGP public key" (P6), blaming the municipality's key, for good.
+        with tmpfs_over(job.workdir, size="12k", mode=0o700):
+            with pytest.raises(crypto.StagingFull, match="free space and retry"):
+                machine.run(job)
+            assert list(job.workdir.iterdir()) == []
+    except MountNotPermitted as exc:
+        pytest.skip(str(exc))
+    assert world.inbox(GENT) == [] and world.sms.messages() == [] and world.mail.messages() == []
+    failed = world.ledger.get_delivery(job.delivery_id)
+    assert failed is not None and failed.state == "planned" and "staging area" in (failed.last_error or "")
+    assert world.events("delivery_refused") == 0  # not mistaken for an unusable key
+    assert machine.run(job).state == "announced"
+    assert world.inbox(GENT) == [job.file_name]
+
+
 def test_running_the_same_job_twice_delivers_once(world: World) -> None:
     """Exactly once: a rerun finds the delivery announced and does nothing."""
     job = world.job(GENT)
