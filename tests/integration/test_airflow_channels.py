@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from demo.servers.sftp import SftpServer, ensure_keys, public_key_line
-from kbi import transport
+from kbi import airflow_glue, transport
 from kbi.airflow_glue import AirflowChannels
 from kbi.errors import ConfigurationError
 
@@ -56,11 +58,17 @@ def _server_said(caplog: pytest.LogCaptureFixture, text: str) -> bool:
     return any(r.name == SERVER_LOG and text in r.getMessage() for r in caplog.records)
 
 
-def _connection(monkeypatch: pytest.MonkeyPatch, srv: SftpServer, client_key: Path, **extra: object) -> None:
+def _connection(
+    monkeypatch: pytest.MonkeyPatch,
+    srv: SftpServer,
+    client_key: Path,
+    port: int | None = None,
+    **extra: object,
+) -> None:
     payload = {
         "conn_type": "sftp",
         "host": srv.host,
-        "port": srv.port,
+        "port": port or srv.port,
         "login": srv.username,
         "extra": {
             "key_file": str(client_key),
@@ -167,3 +175,36 @@ def test_the_pin_is_checked_again_whatever_the_hook_trusted(
     assert _server_said(caplog, "sftp auth ok")  # the hook did log in (what the first check prevents)
     assert srv.opened_for_reading() == []
     assert sorted(p.name for p in (srv.root / "44021").rglob("*")) == ["inbox"]
+
+
+def test_a_stalled_server_fails_within_the_channel_timeout(
+    server: tuple[SftpServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Catalogue 31: the network path hangs mid-upload (packets stop, sockets stay open); the
+    timeout the channel sets ends the wait (1 s here instead of 60) with an error the delivery
+    treats as a lost connection, retried, instead of holding the task forever."""
+    from tests.openssh.harness import FaultProxy
+
+    srv, client_key = server
+    monkeypatch.setattr(airflow_glue, "SFTP_CHANNEL_TIMEOUT_S", 1)
+    failures: list[BaseException] = []
+
+    def upload() -> None:
+        try:
+            with (
+                AirflowChannels(conn_retry_attempts=1).sftp() as sftp,
+                sftp.open("/44021/inbox/.x.part", "wb") as fh,
+            ):
+                fh.write(os.urandom(1 << 20))
+        except Exception as exc:
+            failures.append(exc)
+
+    with FaultProxy(srv.port, after=128 * 1024, mode="stall") as proxy:
+        _connection(monkeypatch, srv, client_key, port=proxy.port)
+        worker = threading.Thread(target=upload, daemon=True)
+        worker.start()
+        worker.join(timeout=30)  # a bound on a hang, far above the timeout: not a speed check
+        assert not worker.is_alive(), "the upload still hangs: the channel has no timeout"
+        assert proxy.tripped.is_set()
+    (failure,) = failures
+    assert transport.connection_lost(failure), type(failure).__name__
