@@ -40,6 +40,10 @@ def _registry_check(args: argparse.Namespace) -> int:
     except registry.RegistryError as exc:
         print(exc, file=sys.stderr)
         return 1
+    missing = registry.missing_key_files(reg)
+    if missing:  # a run would refuse these municipalities (P6)
+        print(f"{path}: {len(missing)} key file(s) missing:\n  " + "\n  ".join(missing), file=sys.stderr)
+        return 1
     modes: dict[str, int] = {}
     for r in reg.recipients.values():
         modes[r.encryption.mode] = modes.get(r.encryption.mode, 0) + 1

@@ -66,6 +66,14 @@ def test_registry_check_reports_problems(tmp_path: Path, capsys) -> None:
     assert "nis_code" in capsys.readouterr().err
 
 
+def test_registry_check_reports_a_missing_key_file(tmp_path: Path, capsys) -> None:
+    """A run would refuse the municipality (P6); onboarding is told before the run is."""
+    fixtures = Path(__file__).resolve().parents[1] / "fixtures" / "registry"
+    assert cli.main(["registry", "check", str(fixtures / "key_file_missing.yaml")]) == 1
+    err = capsys.readouterr().err
+    assert "1 key file(s) missing" in err and "keys/missing.asc does not exist" in err
+
+
 def test_ledger_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
     path = tmp_path / "ledger.db"
     monkeypatch.setenv(

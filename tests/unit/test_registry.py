@@ -103,16 +103,23 @@ BAD = [
     ("inbox_relative.yaml", "entry 1 (nis_code 44021, Gent)", "sftp.inbox: must be a normalised absolute"),
     ("inbox_dotdot.yaml", "entry 1 (nis_code 44021, Gent)", "sftp.inbox: must be a normalised absolute"),
     ("inbox_without_nis.yaml", "nis_code 44021 (Gent)", "sftp.inbox: must contain the NIS code"),
-    (
-        "key_file_missing.yaml",
-        "nis_code 44021 (Gent)",
-        "encryption.key_file: keys/missing.asc does not exist",
-    ),
     ("extra_key.yaml", "entry 1 (nis_code 44021, Gent)", "adres: Extra inputs are not permitted"),
     ("nis_code_twice.yaml", "nis_code 44021 (Gent)", "nis_code: also used by nis_code 44021"),
     ("fingerprint_twice.yaml", "nis_code 11002 (Antwerpen)", "fingerprint: also used by nis_code 44021"),
     ("inbox_twice.yaml", "nis_code 11002 (Antwerpen)", "inbox: also used by nis_code 44021"),
 ]
+
+
+def test_a_missing_key_file_is_the_municipalitys_not_the_registrys(tmp_path: Path) -> None:
+    """Issue 4, catalogue 17: the registry loads; a run refuses that municipality alone (P6,
+    key_missing) and ``missing_key_files`` (for ``kbi registry check``) names the entry."""
+    reg = _load(tmp_path, "key_file_missing.yaml")
+    assert "44021" in reg.recipients
+    assert registry.missing_key_files(reg) == [
+        "entry nis_code 44021 (Gent): encryption.key_file: keys/missing.asc does not exist"
+    ]
+    (tmp_path / "valid").mkdir()
+    assert registry.missing_key_files(_load(tmp_path / "valid", "valid.yaml")) == []
 
 
 @pytest.mark.parametrize(("fixture", "entry", "reason"), BAD, ids=[b[0].removesuffix(".yaml") for b in BAD])
@@ -134,6 +141,7 @@ def test_every_recorded_fixture_is_exercised() -> None:
         "date_invalid.yaml",
         "duplicate_key.yaml",
         "several_problems.yaml",
+        "key_file_missing.yaml",
     }
     assert recorded == tested
 
