@@ -262,10 +262,7 @@ def _halt(
             "Nothing reached any municipality. Fix the cause (or accept the change, see the README) "
             "and trigger the run again.\n"
         )
-        try:
-            alert(f"[KBI] run {run_id[:24]} halted", text)
-        except Exception as exc:  # the halt stands even when the alert cannot be sent
-            log.error("The alert to the data engineers could not be sent: %s", type(exc).__name__)
+        _send_alert(alert, f"[KBI] run {run_id[:24]} halted", text)
     raise QualityGateFailed(f"Run stopped before anything was encrypted or sent: {reason}")
 
 
@@ -620,10 +617,14 @@ def send_host_key_alert(alert: Alert, dag_id: str, run_id: str, stopped: str) ->
         "the pin until the server's operator has confirmed the new key's fingerprint by another "
         "channel (the task logs show the key the server presented), then run again.\n"
     )
+    _send_alert(alert, f"[KBI] SECURITY: transfer server host key mismatch, run {run_id[:24]}", text)
+
+
+def _send_alert(alert: Alert, subject: str, text: str) -> None:
     try:
-        alert(f"[KBI] SECURITY: transfer server host key mismatch, run {run_id[:24]}", text)
-    except Exception as exc:  # the failure stands even when the alert cannot be sent
-        log.error("The security alert to the data engineers could not be sent: %s", type(exc).__name__)
+        alert(subject, text)
+    except Exception as exc:  # the halt or failure stands even when the alert cannot be sent
+        log.error("The alert to the data engineers could not be sent: %s", type(exc).__name__)
 
 
 def _seconds_by_step(results: list[dict[str, Any]]) -> dict[str, float]:
