@@ -246,6 +246,8 @@ def sweep_pickups() -> dict[str, Any]:
         len(result.purged),
         len(result.waiting),
     )
+    if escalation := result.purge_alert(s.pickup_purge_days):
+        pipeline.send_alert(airflow_glue.alert_data_engineers, *escalation)
     if result.failed:
         failures = "; ".join(f"{nis}: {why}" for nis, why in sorted(result.failed.items()))
         raise AirflowException(f"{len(result.failed)} inbox(es) could not be handled: {failures}")

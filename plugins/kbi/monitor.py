@@ -42,6 +42,20 @@ class SweepResult:
             "failed": self.failed,
         }
 
+    def purge_alert(self, purge_days: int) -> tuple[str, str] | None:
+        """Catalogue 44, the escalation: files purged unpicked, for the data engineers to follow up
+        (NIS codes only; the municipalities were told themselves)."""
+        if not self.purged:
+            return None
+        subject = f"[KBI] {len(self.purged)} file(s) purged, never picked up"
+        text = (
+            f"These municipalities did not pick up their file within {purge_days} days; it was deleted "
+            f"from the transfer server and they were told: {', '.join(sorted(self.purged))}.\n\n"
+            "They have not received their list. Contact them, and see the status board for the "
+            "delivery and its ledger events.\n"
+        )
+        return subject, text
+
 
 def _iso(moment: datetime) -> str:
     return moment.astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -262,7 +262,7 @@ def _halt(
             "Nothing reached any municipality. Fix the cause (or accept the change, see the README) "
             "and trigger the run again.\n"
         )
-        _send_alert(alert, f"[KBI] run {run_id[:24]} halted", text)
+        send_alert(alert, f"[KBI] run {run_id[:24]} halted", text)
     raise QualityGateFailed(f"Run stopped before anything was encrypted or sent: {reason}")
 
 
@@ -617,10 +617,11 @@ def send_host_key_alert(alert: Alert, dag_id: str, run_id: str, stopped: str) ->
         "the pin until the server's operator has confirmed the new key's fingerprint by another "
         "channel (the task logs show the key the server presented), then run again.\n"
     )
-    _send_alert(alert, f"[KBI] SECURITY: transfer server host key mismatch, run {run_id[:24]}", text)
+    send_alert(alert, f"[KBI] SECURITY: transfer server host key mismatch, run {run_id[:24]}", text)
 
 
-def _send_alert(alert: Alert, subject: str, text: str) -> None:
+def send_alert(alert: Alert, subject: str, text: str) -> None:
+    """An alert to the data engineers that never fails what it reports on (logged if it cannot go)."""
     try:
         alert(subject, text)
     except Exception as exc:  # the halt or failure stands even when the alert cannot be sent

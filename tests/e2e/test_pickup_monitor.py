@@ -5,6 +5,7 @@ municipality told; all in the ledger, messages caught by the local servers, no f
 from __future__ import annotations
 
 import importlib.util
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -97,6 +98,17 @@ def test_pickup_reminder_and_purge_over_a_month(world: World, capfd: pytest.Capt
     assert events.count("pickup_noticed") == 1
     assert events.count("reminder_sent") == 2
     assert events.count("file_purged") == 2 and events.count("purge_notified") == 2
+    # Purges are logged by the file's hash (catalogue 44) ...
+    published = {d.nis_code: d.sha256 for d in ledger.deliveries_published_since("2000-01-01")}
+    purges = [e for e in ledger.events() if e["event_type"] == "file_purged"]
+    assert {e["nis_code"]: json.loads(e["detail"])["sha256"] for e in purges} == {
+        GENT: published[GENT],
+        HASSELT: published[HASSELT],
+    }
+    # ... and escalated to the data engineers, once, by NIS code.
+    (escalation,) = [m for m in world.mail.messages() if "never picked up" in str(m["Subject"])]
+    assert escalation["To"] == "data-engineering@example.invalid"
+    assert f"{GENT}, {HASSELT}" in escalation.get_body(("plain",)).get_content()
     assert world.sftp.opened_for_reading() == []  # the monitor never reads a file
 
     output = capfd.readouterr().out
