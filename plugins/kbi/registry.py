@@ -215,13 +215,17 @@ def _git_commit(path: Path) -> str | None:
     return out.stdout.strip() or None
 
 
+def _entry(r: Recipient) -> str:
+    return f"entry nis_code {r.nis_code} ({r.name})"
+
+
 def _cross_checks(recipients: list[Recipient]) -> list[str]:
     """Checks across entries and against the reference list: each one guards a misdirected file."""
     errors: list[str] = []
     known = reference.municipalities()
     seen: dict[str, dict[str, str]] = {"nis_code": {}, "inbox": {}, "fingerprint": {}}
     for r in recipients:
-        where = f"entry nis_code {r.nis_code} ({r.name})"
+        where = _entry(r)
         muni = known.get(r.nis_code)
         if muni is None:
             errors.append(f"{where}: nis_code: not in the 2025 municipality reference list")
@@ -251,7 +255,7 @@ def missing_key_files(reg: Registry) -> list[str]:
     for r in reg.recipients.values():
         key_path = r.key_path(reg.directory)
         if key_path is not None and not key_path.is_file():
-            where = f"entry nis_code {r.nis_code} ({r.name})"
+            where = _entry(r)
             missing.append(f"{where}: encryption.key_file: {r.encryption.key_file} does not exist")
     return missing
 
