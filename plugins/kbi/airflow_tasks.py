@@ -50,19 +50,24 @@ def permanent_errors() -> tuple[type[Exception], ...]:
     )
 
 
+def _permanent(exc: Exception) -> Exception:
+    """The AirflowFailException (no retry) that carries ``exc``'s type and reason."""
+    from airflow.sdk.exceptions import AirflowFailException
+
+    return AirflowFailException(f"{type(exc).__name__}: {exc}")
+
+
 def fail_fast(fn: Callable[P, R]) -> Callable[P, R]:
     """Turn a permanent refusal into AirflowFailException (raised outside the except block, so
     the log shows the reason without a chained traceback)."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        from airflow.sdk.exceptions import AirflowFailException
-
         try:
             return fn(*args, **kwargs)
         except permanent_errors() as exc:
-            failure = f"{type(exc).__name__}: {exc}"
-        raise AirflowFailException(failure)
+            failure = _permanent(exc)
+        raise failure
 
     return wrapper
 
@@ -218,7 +223,7 @@ def _now() -> datetime:
 def sweep_pickups() -> dict[str, Any]:
     """P8: pickups, reminders and purges of published files; a failure for one municipality
     does not stop the others, but fails the task (so it is retried and seen) at the end."""
-    from airflow.sdk.exceptions import AirflowException, AirflowFailException
+    from airflow.sdk.exceptions import AirflowException
 
     from kbi import airflow_glue, monitor, pipeline, registry, transport
 
@@ -237,7 +242,7 @@ def sweep_pickups() -> dict[str, Any]:
         run_id = _context()["run_id"]
         stopped = "the sweep stopped before looking at any inbox: no file was purged"
         pipeline.send_host_key_alert(airflow_glue.alert_data_engineers, DAG_MONITOR, run_id, stopped)
-        raise AirflowFailException(f"HostKeyMismatch: {exc}") from None  # no retry (catalogue 28)
+        raise _permanent(exc) from None  # no retry (catalogue 28)
     log.info(
         "Checked %d file(s): %d picked up, %d reminded, %d purged, %d still waiting",
         result.checked,
