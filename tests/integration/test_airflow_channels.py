@@ -125,19 +125,27 @@ def test_a_server_showing_another_key_gets_no_login(
     assert not _server_said(caplog, "sftp auth ok")  # ... and never logged in
 
 
-def test_known_hosts_cannot_let_another_key_in(
+@pytest.fixture
+def known_hosts_trust_the_unpinned_server(
     server: tuple[SftpServer, Path],
     monkeypatch: pytest.MonkeyPatch,
     home: Path,
     other_key: str,
     caplog: pytest.LogCaptureFixture,
-) -> None:
-    """The provider's hook loads ~/.ssh/known_hosts and paramiko trusts it before the pin: an entry
-    holding the server's (unpinned) key would have logged in. Refused before connecting."""
+) -> SftpServer:
+    """The pin names another key than the server's, and ~/.ssh/known_hosts holds the server's."""
     srv, client_key = server
     caplog.set_level(logging.INFO)
     _known_hosts(home, srv, srv.host_public_key)
     _connection(monkeypatch, srv, client_key, host_key=other_key)
+    return srv
+
+
+def test_known_hosts_cannot_let_another_key_in(
+    known_hosts_trust_the_unpinned_server: SftpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The provider's hook loads ~/.ssh/known_hosts and paramiko trusts it before the pin: an entry
+    holding the server's (unpinned) key would have logged in. Refused before connecting."""
     with (
         pytest.raises(ConfigurationError, match="known_hosts"),
         AirflowChannels(conn_retry_attempts=1).sftp(),
@@ -157,19 +165,14 @@ def test_known_hosts_holding_the_pinned_key_is_harmless(
 
 
 def test_the_pin_is_checked_again_whatever_the_hook_trusted(
-    server: tuple[SftpServer, Path],
+    known_hosts_trust_the_unpinned_server: SftpServer,
     monkeypatch: pytest.MonkeyPatch,
-    home: Path,
-    other_key: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The second line of defence: were the hook to trust another key (here: the known_hosts
     check switched off), the session is refused before any SFTP operation."""
-    srv, client_key = server
-    caplog.set_level(logging.INFO)
-    _known_hosts(home, srv, srv.host_public_key)
+    srv = known_hosts_trust_the_unpinned_server
     monkeypatch.setattr(transport, "other_known_host_keys", lambda *args: [])
-    _connection(monkeypatch, srv, client_key, host_key=other_key)
     with pytest.raises(transport.HostKeyMismatch), AirflowChannels(conn_retry_attempts=1).sftp():
         pytest.fail("the channel opened")
     assert _server_said(caplog, "sftp auth ok")  # the hook did log in (what the first check prevents)
