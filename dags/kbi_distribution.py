@@ -10,7 +10,7 @@ by SFTP under a temporary name, renames and verifies it, and announces it by SMS
 |---|---|---|
 | `create_staging` | private staging directory of this run (setup) | P12 |
 | `plan` | registry → who receives, who is refused and why | P1, P3, P4, P5, P6 |
-| `extract` | one read of the KBI view into the staging area | P2 |
+| `extract` | one read of the KBI view into staging; a view too large stops the run | P2, P11 |
 | `check_quality` | blocking checks, quarantine, run-level gates | P11 |
 | `partition` | selection rules, one staged list per municipality | P1, P2 |
 | `deliver` | per municipality (`NIS name`): CSV → gpg → SFTP → verify → SMS + mail | P6-P8, P10, P12, P13 |
@@ -20,7 +20,8 @@ by SFTP under a temporary name, renames and verifies it, and announces it by SMS
 **Params**: `municipalities` (NIS codes; empty = every eligible municipality), `reference_date`
 (empty = the run's logical date), `dry_run` (everything but upload, notify and record),
 `accept_count_change` (NIS codes whose list may have moved more than the configured share since
-its last delivery: the run stops otherwise).
+its last delivery: the run stops otherwise), `accept_extract_rows` (how many rows the KBI view may
+count in this run above `KBI_MAX_EXTRACT_ROWS`, 1,000,000 by default: the run stops otherwise).
 
 **Quality report**: `check_quality` writes `quality.html` and `quality.json` (counts only) to the
 reports directory of the run; the task's extra link "Quality report" opens it.
@@ -83,6 +84,15 @@ from kbi.settings import DELIVERIES_AT_ONCE
             title="Aanvaarde grote wijzigingen / Accepted count changes",
             description="NIS-codes waarvan de lijst sterk mag afwijken van de vorige levering (na controle). "
             "NIS codes whose list may differ strongly from its last delivery (checked by a person).",
+        ),
+        "accept_extract_rows": Param(
+            None,
+            type=["null", "integer"],
+            minimum=1,
+            title="Aanvaard aantal rijen / Accepted extract size",
+            description="Enkel na controle: zoveel rijen mag de KBI-view tellen in deze run, boven "
+            "KBI_MAX_EXTRACT_ROWS. Only after checking: the KBI view may count this many rows in this "
+            "run, above KBI_MAX_EXTRACT_ROWS.",
         ),
         "dry_run": Param(
             False,

@@ -101,6 +101,7 @@ def run_params() -> pipeline.RunParams:
         municipalities=tuple(params.get("municipalities") or ()),
         dry_run=bool(params.get("dry_run")),
         accept_count_change=tuple(params.get("accept_count_change") or ()),
+        accept_extract_rows=params.get("accept_extract_rows") or None,
         p3_period=settings.load().p3_period,
     )
 
@@ -135,7 +136,13 @@ def plan() -> dict[str, Any]:
 def extract(plan_: dict[str, Any]) -> dict[str, Any]:
     from kbi import airflow_glue, pipeline
 
-    return pipeline.extract(airflow_glue.source_engine(), plan_, settings.load().source_timeout_s)
+    return pipeline.extract(
+        airflow_glue.source_engine(),
+        settings.load(),
+        plan_,
+        ledger=airflow_glue.ledger(),
+        alert=airflow_glue.alert_data_engineers,
+    )
 
 
 @fail_fast

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from kbi import crypto, reference, registry, transport
 from kbi.delivery import Channels, DeliveryMachine, Job
@@ -73,6 +73,8 @@ def _write_json(path: Path, payload: object) -> None:
     tmp.replace(path)
 
 
+Alert = Callable[[str, str], None]
+
 # --- 1. plan: who receives in this run ----------------------------------------------------------
 
 
@@ -84,6 +86,8 @@ class RunParams:
     municipalities: tuple[str, ...] = ()
     dry_run: bool = False
     accept_count_change: tuple[str, ...] = ()
+    # Catalogue 15: a person's approval, for this run, of a view larger than max_extract_rows.
+    accept_extract_rows: int | None = None
     p3_period: str = "calendar"
 
     @property
@@ -188,6 +192,7 @@ def plan(ledger: Ledger, settings: Settings, params: RunParams) -> dict[str, Any
         "p3_since": params.since,
         "warnings": warnings,
         "accept_count_change": list(params.accept_count_change),
+        "accept_extract_rows": params.accept_extract_rows,
         "registry_version": reg.version,
         "receiving": receiving,
         "decisions": decisions,
@@ -232,11 +237,27 @@ def _key_problems(
 # --- 2. extract ---------------------------------------------------------------------------------
 
 
-def extract(engine: Any, plan_: dict[str, Any], timeout_s: int | None = None) -> dict[str, Any]:
+def extract(
+    engine: Any,
+    settings: Settings,
+    plan_: dict[str, Any],
+    ledger: Ledger | None = None,
+    alert: Alert | None = None,
+) -> dict[str, Any]:
+    """Stage the KBI view; a view far larger than a year stops the run before a row is read
+    (catalogue 15, P11) unless the run's ``accept_extract_rows`` allows that many."""
     from kbi import source
 
     path = Path(plan_["run_dir"]) / "extract.parquet"
-    got = source.extract(engine, path, timeout_s=timeout_s)
+    limit = max(settings.max_extract_rows, plan_.get("accept_extract_rows") or 0)
+    try:
+        got = source.extract(engine, path, timeout_s=settings.source_timeout_s, max_rows=limit)
+    except source.TooLarge as exc:
+        reason = (
+            f"{exc} (KBI_MAX_EXTRACT_ROWS): check the source; if the size is right, trigger again "
+            f"with accept_extract_rows {exc.rows} (the largest task needs about 0.9 GB per million rows)"
+        )
+        _halt(ledger, plan_, reason, {"rows_counted": exc.rows, "limit": exc.limit}, alert)
     log.info(
         "Extracted %d rows of target group inburgeraar (the view counts %d)", got.rows, got.expected_rows
     )
@@ -245,20 +266,19 @@ def extract(engine: Any, plan_: dict[str, Any], timeout_s: int | None = None) ->
 
 # --- 3. quality ---------------------------------------------------------------------------------
 
-Alert = Callable[[str, str], None]
-
 
 def _halt(
-    ledger: Ledger, plan_: dict[str, Any], reason: str, details: dict[str, Any], alert: Alert | None
-) -> None:
+    ledger: Ledger | None, plan_: dict[str, Any], reason: str, details: dict[str, Any], alert: Alert | None
+) -> NoReturn:
     """Stop the run before anything is encrypted or sent: ledger, alert, then a clear failure."""
     run_id = plan_["run_id"]
-    if not plan_["dry_run"]:
+    if ledger is not None and not plan_["dry_run"]:
         ledger.finish_run(run_id, "halted", {"reason": reason, **details})
     if alert is not None:
+        report = f"Quality report: {details['report']}\n" if details.get("report") else ""
         text = (
             f"Run {run_id} of kbi_distribution was stopped before anything was encrypted or sent.\n\n"
-            f"Reason: {reason}\n\nQuality report: {details.get('report', '(none)')}\n"
+            f"Reason: {reason}\n\n{report}"
             "Nothing reached any municipality. Fix the cause (or accept the change, see the README) "
             "and trigger the run again.\n"
         )

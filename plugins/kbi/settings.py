@@ -77,6 +77,10 @@ class Settings:
     # The longest a read of the KBI view may take on PostgreSQL (statement_timeout); a hung
     # source then fails the extract, which is retried, instead of holding the run forever.
     source_timeout_s: int
+    # P11, catalogue 15: a view counting more rows than this stops the run before a row is read
+    # (the extract and its checks hold the whole year in memory: 1M rows ≈ 0.9 GB in the largest
+    # task), unless the run's accept_extract_rows allows that many.
+    max_extract_rows: int
     # Quarantined rows older than this are purged (the quality officer resolves them before).
     quarantine_retention_days: int
     # P8: a file still on the transfer server after this many days gets one reminder; after
@@ -116,6 +120,7 @@ def load() -> Settings:
         max_count_change=_float("KBI_MAX_COUNT_CHANGE", 0.5),
         min_count_change_rows=_int("KBI_MIN_COUNT_CHANGE_ROWS", 20),
         source_timeout_s=_int("KBI_SOURCE_TIMEOUT_S", 900),
+        max_extract_rows=_int("KBI_MAX_EXTRACT_ROWS", 1_000_000),
         quarantine_retention_days=_int("KBI_QUARANTINE_RETENTION_DAYS", 180),
         pickup_reminder_days=_int("KBI_PICKUP_REMINDER_DAYS", 7),
         pickup_purge_days=_int("KBI_PICKUP_PURGE_DAYS", 30),

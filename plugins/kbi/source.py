@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from kbi import sqlfiles
-from kbi.errors import scrubbed
+from kbi.errors import KbiError, scrubbed
 
 # Source column → normalised column.
 COLUMNS = {
@@ -192,6 +192,14 @@ def _strip(sql: str) -> str:
     return "\n".join(lines).strip().rstrip(";")
 
 
+class TooLarge(KbiError):
+    """The view counts more rows than the run may hold (catalogue 15); nothing was read."""
+
+    def __init__(self, rows: int, limit: int):
+        super().__init__(f"the KBI view counts {rows:,} rows, above the limit of {limit:,}")
+        self.rows, self.limit = rows, limit
+
+
 @dataclass(frozen=True)
 class Extracted:
     rows: int  # rows staged
@@ -205,13 +213,19 @@ def _codes(nis_codes: list[str]) -> str:
 
 
 def extract(
-    engine: Engine, out_path: Path, nis_codes: list[str] | None = None, timeout_s: int | None = None
+    engine: Engine,
+    out_path: Path,
+    nis_codes: list[str] | None = None,
+    timeout_s: int | None = None,
+    max_rows: int | None = None,
 ) -> Extracted:
     """Run the extract SQL through ``engine`` and stage it as Parquet, with the view's own count.
 
     ``nis_codes`` limits it to residents of those municipalities (a correction, P9). On
     PostgreSQL each statement may run ``timeout_s`` at most; a read that is cancelled or loses
-    its connection half-way fails as Unavailable (retried), with nothing staged."""
+    its connection half-way fails as Unavailable (retried), with nothing staged. A view that
+    counts more than ``max_rows`` raises TooLarge before a row is read: the year is held in
+    memory, and a source that suddenly holds far more than a year is a fault to look at first."""
     dialect = engine.dialect.name
     sql = _strip(sqlfiles.load("source/extract_inburgeraars", dialect))
     count_sql = _strip(sqlfiles.load("source/count_inburgeraars", dialect))
@@ -235,6 +249,8 @@ def extract(
             timeout = sa.text(sqlfiles.load("source/statement_timeout", dialect))
             conn.execute(timeout, {"timeout_ms": str(int(timeout_s * 1000))})
         expected = int(conn.exec_driver_sql(count_sql).scalar_one())
+        if max_rows is not None and expected > max_rows:
+            raise TooLarge(expected, max_rows)
         raw = reader(conn, sql)
     table = normalise(raw)
     tmp = out_path.with_suffix(".tmp")

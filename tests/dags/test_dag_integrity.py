@@ -55,8 +55,14 @@ def test_distribution_wiring(dagbag) -> None:
     teardown = dag.get_task("remove_staging")
     assert teardown.is_teardown  # the plaintext staging area goes even when a task failed (P12)
     assert dag.get_task("summarise").trigger_rule == "all_done"
-    # interfaces.md §4, plus accept_count_change (README, "Contracts")
-    assert set(dag.params.keys()) == {"municipalities", "reference_date", "dry_run", "accept_count_change"}
+    # interfaces.md §4, plus accept_count_change and accept_extract_rows (README, "Contracts")
+    assert set(dag.params.keys()) == {
+        "municipalities",
+        "reference_date",
+        "dry_run",
+        "accept_count_change",
+        "accept_extract_rows",
+    }
 
 
 def test_deliveries_at_once_stay_within_the_servers_handshake_limit(dagbag) -> None:
@@ -77,6 +83,8 @@ def test_deliveries_at_once_stay_within_the_servers_handshake_limit(dagbag) -> N
         {"reference_date": "2026-13-45"},
         {"reference_date": "15/01/2026"},
         {"dry_run": "yes"},
+        {"accept_extract_rows": 0},
+        {"accept_extract_rows": "2000000"},
     ],
 )
 def test_distribution_params_reject_bad_input(dagbag, conf: dict) -> None:
@@ -99,11 +107,13 @@ def test_distribution_params_accept_good_input(dagbag) -> None:
     params["municipalities"] = ["44021", "11002"]
     params["reference_date"] = "2026-01-15"
     params["dry_run"] = True
+    params["accept_extract_rows"] = 2_000_000
     assert params.validate() == {
         "municipalities": ["44021", "11002"],
         "reference_date": "2026-01-15",
         "dry_run": True,
         "accept_count_change": [],
+        "accept_extract_rows": 2_000_000,
     }
 
 

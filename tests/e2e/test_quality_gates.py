@@ -17,6 +17,7 @@ import pytest
 from demo import keys
 from kbi import airflow_glue, synth
 from kbi.quality.quarantine import Quarantine
+from tests import pii
 from tests.e2e import handmade, oracle
 from tests.e2e.conftest import World, load_dag, passphrases
 from tests.helpers import make_nn
@@ -195,6 +196,30 @@ def test_a_list_that_moved_too_much_stops_the_run_until_accepted(
     third = _run({"municipalities": [GENT, ANTWERPEN], "accept_count_change": [GENT, ANTWERPEN]})
     assert third.state == "success"
     assert {p.parent.parent.name for p in world.all_server_files()} == {GENT, ANTWERPEN}
+
+
+def test_a_view_far_larger_than_a_year_stops_the_run_until_accepted(
+    world: World, capfd: pytest.CaptureFixture
+) -> None:
+    """Catalogue 15: counted before a row is read; a person accepts the size for one run."""
+    counted = sum(r["doelgroep"] == "inburgeraar" for r in world.source_rows)
+    world.set_env(KBI_MAX_EXTRACT_ROWS=str(counted - 1))
+    first = _run({"municipalities": [GENT]})
+    output = capfd.readouterr().out
+    reason = f"the KBI view counts {counted:,} rows, above the limit of {counted - 1:,}"
+    _halted(world, first, "extract", reason, output)
+    assert f"accept_extract_rows {counted}" in output
+    assert _states(first)["check_quality"] == "upstream_failed"
+    halted = json.loads(airflow_glue.ledger().get_run(first.run_id)["summary"])
+    assert (halted["rows_counted"], halted["limit"]) == (counted, counted - 1)
+    alert = world.mail.messages()[0].get_body(("plain",)).get_content()
+    assert pii.People.of(world.source_rows).find(output + alert) == {"national_numbers": 0, "names": 0}
+
+    for message in world.places.mail_outbox.iterdir():
+        message.unlink()
+    second = _run({"municipalities": [GENT], "accept_extract_rows": counted})
+    assert second.state == "success"
+    assert [p.parent.parent.name for p in world.all_server_files()] == [GENT]
 
 
 def test_quarantine_is_purged_after_its_retention(world: World) -> None:

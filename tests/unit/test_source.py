@@ -242,6 +242,26 @@ def test_empty_view_gives_an_empty_staged_extract(tmp_path: Path, sealed_dossier
     assert pq.read_table(out).schema == source.EXTRACT_SCHEMA
 
 
+def test_a_view_above_the_limit_is_refused_before_a_row_is_read(
+    tmp_path: Path, sealed_dossiers: Sealed[pa.Table]
+) -> None:
+    """Catalogue #15: the view's count decides before the read; the refusal holds counts only."""
+    db = tmp_path / "kbi.db"
+    synth.write_sqlite(sealed_dossiers.value, db)
+    engine = _sqlite_engine(db)
+    counted = source.extract(engine, tmp_path / "whole.parquet").expected_rows
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    out = tmp_path / "extract.parquet"
+    with pytest.raises(source.TooLarge) as refused:
+        source.extract(engine, out, max_rows=counted - 1)
+    assert (refused.value.rows, refused.value.limit) == (counted, counted - 1)
+    assert str(refused.value) == f"the KBI view counts {counted:,} rows, above the limit of {counted - 1:,}"
+    assert len(statements) == 1 and "count(" in statements[0].lower(), "only the count ran"
+    assert not out.exists() and not out.with_suffix(".tmp").exists()
+    assert source.extract(engine, out, max_rows=counted).rows == counted  # at the limit: read whole
+
+
 def test_a_failed_read_leaves_the_previous_stage_untouched(tmp_path: Path) -> None:
     """Catalogue #16: no partial extract is ever consumed; the error names the stage only."""
     db = tmp_path / "no_view.db"
