@@ -105,7 +105,16 @@ def alert(to: Sequence[str], subject: str, text: str) -> None:
 
 
 def alert_data_engineers(subject: str, text: str) -> None:
-    alert([settings.load().data_engineers_email], subject, text)
+    """By e-mail; when that fails (the relay is down), the subject by SMS to the numbers in
+    KBI_DATA_ENGINEERS_SMS, so that an alert about a mail outage is not lost in it (catalogue 41)."""
+    s = settings.load()
+    try:
+        alert([s.data_engineers_email], subject, text)
+    except Exception as exc:
+        if not s.data_engineers_sms:
+            raise
+        log.error("The e-mail alert could not be sent (%s); sending its subject by SMS", type(exc).__name__)
+        AirflowChannels().sms(s.data_engineers_sms, f"{subject}. E-mail failed; the details are in Airflow.")
 
 
 def _host_key_mismatch(presented: paramiko.PKey, pinned: paramiko.PKey) -> transport.HostKeyMismatch:

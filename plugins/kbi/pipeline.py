@@ -600,6 +600,7 @@ def summarise(
         ledger.finish_run(run_id, state, {k: summary[k] for k in ("municipalities", "rows")})
     if failed and alert is not None:
         _alert_host_key_mismatch(ledger, run_id, failed, alert)
+        _alert_announcements_owed(ledger, run_id, failed, alert)
     if failed:
         # The summary is written; now make the run red so nobody mistakes it for a complete one.
         raise RunIncomplete(
@@ -618,6 +619,30 @@ def _alert_host_key_mismatch(ledger: Ledger, run_id: str, failed: list[str], ale
     )
     if stopped:
         send_host_key_alert(alert, DAG_ANNUAL, run_id, deliveries_stopped(stopped))
+
+
+def _alert_announcements_owed(ledger: Ledger, run_id: str, failed: list[str], alert: Alert) -> None:
+    """Catalogue 41: files on the transfer server whose SMS or e-mail receipt could not be sent.
+    They are complete and encrypted, but the municipality has not been told: somebody must clear
+    the tasks once the gateway or relay works again (the rerun sends only what is owed, once)."""
+    owed = []
+    for d in ledger.deliveries_of_run(run_id):
+        if d.nis_code in failed and d.state == "published":
+            missing = (["SMS"] if d.mode == "pubkey" and not d.sms_sent_at else []) + (
+                ["e-mail receipt"] if not d.mail_sent_at else []
+            )
+            owed.append(f"{d.nis_code} ({', '.join(missing)})")
+    if not owed:
+        return
+    text = (
+        f"Run {run_id} of kbi_distribution published {len(owed)} file(s) on the transfer server whose "
+        f"announcement could not be sent: {'; '.join(sorted(owed))}.\n\n"
+        "The files are complete and encrypted, but these municipalities have not been told. Once the "
+        "SMS gateway (kbi_sms) or the SMTP relay (kbi_smtp) works again, clear the failed deliver "
+        "tasks of this run: the rerun sends only what is still owed, once. The task logs and the "
+        "ledger show each error.\n"
+    )
+    send_alert(alert, f"[KBI] run {run_id[:24]}: {len(owed)} file(s) published but not announced", text)
 
 
 def deliveries_stopped(nis_codes: list[str]) -> str:

@@ -103,6 +103,9 @@ class Settings:
     error_report_url: str
     mail_from: str
     data_engineers_email: str
+    # Catalogue 41: when the SMTP relay is down an e-mail alert cannot go either; then the alert's
+    # subject goes by SMS (kbi_sms) to these numbers, if any.
+    data_engineers_sms: tuple[str, ...]
     # P9: who handles correction requests (day-10 reminders, day-14 escalations).
     quality_officers_email: str
 
@@ -135,5 +138,8 @@ def load() -> Settings:
         ),
         mail_from=os.environ.get("KBI_MAIL_FROM", "kbi-levering@integratie-inburgering.be"),
         data_engineers_email=os.environ.get("KBI_DATA_ENGINEERS_EMAIL", "data-engineering@example.invalid"),
+        data_engineers_sms=tuple(
+            n.strip() for n in os.environ.get("KBI_DATA_ENGINEERS_SMS", "").split(",") if n.strip()
+        ),
         quality_officers_email=os.environ.get("KBI_QUALITY_OFFICERS_EMAIL", "kwaliteit@example.invalid"),
     )

@@ -86,6 +86,13 @@ def test_sms_gateway_down_leaves_no_file_without_its_key_and_a_rerun_delivers_on
     assert states == {GENT: "failed", AARTSELAAR: "published"}
     events = [e["event_type"] for e in ledger.events()]
     assert "delivery_withdrawn" in events and "sms_failed" in events
+    # Catalogue 41: the data engineers learn which published file still owes what.
+    (alert,) = [m for m in world.mail.messages() if "not announced" in str(m["Subject"])]
+    assert str(alert["To"]) == "data-engineering@example.invalid"
+    body = alert.get_body(("plain",)).get_content()
+    assert "1 file(s) on the transfer server" in body and f"{AARTSELAAR} (SMS, e-mail receipt)" in body
+    assert GENT not in body  # withdrawn: nothing of Gent's is on the server
+    assert pii.People.of(world.source_rows).find(body) == {"national_numbers": 0, "names": 0}
 
     world.sms.set_status(None)  # the gateway is back; the data engineer clears the run
     rerun = _dag().test(
@@ -105,14 +112,26 @@ def test_sms_gateway_down_leaves_no_file_without_its_key_and_a_rerun_delivers_on
     assert passphrase not in everywhere
 
 
+def _sms_to(world: World, phone: str) -> list[str]:
+    return [m["payload"]["message"] for m in world.sms.messages() if m["payload"].get("to") == phone]
+
+
 def test_smtp_down_keeps_the_file_and_the_rerun_sends_each_receipt_once(world: World) -> None:
+    world.set_env(KBI_DATA_ENGINEERS_SMS="+32470999001")
     world.mail.set_refuse(True)
     first = _dag().test(run_conf={"municipalities": [AARTSELAAR, MECHELEN]})
     assert first.state == "failed"
     # Both files are published and their SMS (passphrase, or checksum and fingerprint) went out:
     # only the receipts are owed.
     assert {p.parent.parent.name for p in world.all_server_files()} == {AARTSELAAR, MECHELEN}
-    assert len(world.sms.messages()) == 2
+    to_municipalities = [m for m in world.sms.messages() if m["payload"].get("to") != "+32470999001"]
+    assert len(to_municipalities) == 2
+    # Catalogue 41: the alert that receipts are owed cannot go by e-mail either; its subject goes by
+    # SMS to the data engineers (once, from the run's summary), without anything personal.
+    (alert,) = _sms_to(world, "+32470999001")
+    assert alert.startswith(f"[KBI] run {first.run_id[:24]}: 2 file(s) published but not announced")
+    assert "E-mail failed" in alert
+    assert pii.People.of(world.source_rows).find(alert) == {"national_numbers": 0, "names": 0}
     ledger = airflow_glue.ledger()
     assert {d.state for d in ledger.deliveries_of_run(first.run_id)} == {"published"}
     assert [e["event_type"] for e in ledger.events()].count("mail_failed") == 2
@@ -130,7 +149,7 @@ def test_smtp_down_keeps_the_file_and_the_rerun_sends_each_receipt_once(world: W
     assert sorted(str(m["To"]) for m in receipts) == sorted(
         world.registry.recipients[n].contacts.email[0] for n in (AARTSELAAR, MECHELEN)
     )
-    assert len(world.sms.messages()) == 2  # no second SMS: the passphrase still opens the file
+    assert len(world.sms.messages()) == 3  # no second SMS (the passphrase still opens the file) nor alert
     assert {d.state for d in ledger.deliveries_of_run(first.run_id)} == {"announced"}
     for m in receipts:
         text = m.get_body(("plain",)).get_content()
