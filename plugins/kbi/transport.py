@@ -179,12 +179,10 @@ def upload_temp(sftp: paramiko.SFTPClient, local: Path, temp: str, expected: Dig
     else:
         failure = None
     if failure:
-        raise TransportError(f"upload of {posixpath.basename(temp)} failed: {failure}")
+        raise TransportError(f"upload of {temp} failed: {failure}")  # the path names the inbox
     if arrived != expected:
         _try_remove(sftp, temp)
-        raise TransportError(
-            f"upload of {posixpath.basename(temp)} arrived as {arrived} instead of {expected}; removed"
-        )
+        raise TransportError(f"upload of {temp} arrived as {arrived} instead of {expected}; removed")
 
 
 def _try_remove(sftp: paramiko.SFTPClient, path: str) -> None:

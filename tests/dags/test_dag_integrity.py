@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,19 @@ def test_distribution_wiring(dagbag) -> None:
         "accept_count_change",
         "accept_extract_rows",
     }
+
+
+@pytest.mark.parametrize("dag_id", ["kbi_distribution", "kbi_correction_request", "kbi_pickup_monitor"])
+def test_retries_are_bounded_and_back_off(dagbag, dag_id: str) -> None:
+    """Catalogue 34: a fault that persists (an inbox that refuses writes) ends in a red task after
+    a few spaced attempts, never in a retry storm against the transfer server or the relays."""
+    for task in dagbag.dags[dag_id].tasks:
+        assert task.retries <= 3, task.task_id
+        if task.retries:
+            assert task.retry_delay >= timedelta(seconds=30), task.task_id
+    if dag_id == "kbi_distribution":  # 285 deliveries may fail at once when the server is away
+        deliver = dagbag.dags[dag_id].get_task("deliver")
+        assert deliver.retry_exponential_backoff and deliver.max_retry_delay <= timedelta(minutes=10)
 
 
 def test_deliveries_at_once_stay_within_the_servers_handshake_limit(dagbag) -> None:

@@ -62,6 +62,23 @@ def test_disk_full_and_permission_denied_fail_only_their_municipality(world: Wor
     assert decisions[HASSELT]["rule"] == "P3"
 
 
+def test_an_inbox_that_keeps_refusing_ends_after_the_bounded_retries(world: World) -> None:
+    """Catalogue 34: each attempt is recorded with its cause, and the third is the last."""
+    world.sftp.set_read_only(f"/{AARTSELAAR}")
+    dag_run = _dag(retries=2).test(run_conf={"municipalities": [AARTSELAAR]})
+    assert dag_run.state == "failed"
+    (ti,) = [ti for ti in dag_run.get_task_instances() if ti.task_id == "deliver"]
+    assert (ti.state, ti.try_number) == ("failed", 3)
+    events = [e for e in airflow_glue.ledger().events() if e["nis_code"] == AARTSELAAR]
+    failures = [
+        json.loads(e["detail"])["reason"] for e in events if e["event_type"] == "delivery_attempt_failed"
+    ]
+    assert len(failures) == 3 and all(
+        "permission denied" in f and f"/{AARTSELAAR}/inbox" in f for f in failures
+    )
+    assert world.all_server_files() == [] and world.sms.messages() == [] and len(world.mail.messages()) == 0
+
+
 def test_a_cut_connection_is_retried_and_delivers_exactly_once(world: World) -> None:
     world.sftp.set_fail_writes_after(4096, times=1)  # the first upload bigger than 4 KiB is cut
     dag_run = _dag(retries=2).test(run_conf={"municipalities": [ANTWERPEN]})

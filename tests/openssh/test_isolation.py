@@ -434,7 +434,7 @@ def test_an_unknown_host_key_is_rejected(sftp_env: SftpEnv) -> None:
             )
 
 
-def test_a_group_writable_chroot_is_refused_by_sshd(sftp_env: SftpEnv) -> None:
+def test_a_group_writable_chroot_is_refused_by_sshd_and_setup_repairs_it(sftp_env: SftpEnv) -> None:
     # catalogue row 40: a chroot an account could write to would let it replace the jail
     sftp_env.chroot("71016").chmod(0o775)  # the autouse fixture restores 0755
     with (
@@ -446,6 +446,12 @@ def test_a_group_writable_chroot_is_refused_by_sshd(sftp_env: SftpEnv) -> None:
         f'bad ownership or modes for chroot directory "{sftp_env.chroot("71016")}"'
         in sftp_env.sshd.log_text()
     )
+    # the setup script is the repair: it puts the mode back, and the account logs in again
+    out = run(sftp_env.setup_command(*sftp_env.setup_args)).stdout
+    assert f"run: chmod 755 {sftp_env.chroot('71016')}" in out
+    assert _mode(sftp_env.chroot("71016")) == ("root", "root", "755")
+    with open_sftp(sftp_env.client("m71016")) as sftp:
+        assert sftp.listdir("/") == ["inbox"]
 
 
 # ------------------------------------------------------------------------ audit (pickup proof)
