@@ -15,9 +15,11 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import paramiko
 import pytest
 
 from demo.servers.sftp import SftpServer, ensure_keys, public_key_line
@@ -86,12 +88,47 @@ def test_the_session_pins_the_host_key_without_zlib_or_nagle(
 ) -> None:
     srv, client_key = server
     _connection(monkeypatch, srv, client_key)  # no "compress" extra: the hook's default is zlib
+    nagle_off_at_handshake: list[bool] = []
+    transport_init = paramiko.Transport.__init__
+
+    def spy(self: paramiko.Transport, sock: socket.socket, *args: object, **kwargs: object) -> None:
+        nagle_off_at_handshake.append(bool(sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)))
+        transport_init(self, sock, *args, **kwargs)
+
+    monkeypatch.setattr(paramiko.Transport, "__init__", spy)
     with AirflowChannels(conn_retry_attempts=1).sftp() as sftp:
         transport = sftp.get_channel().get_transport()
         assert (transport.local_compression, transport.remote_compression) == ("none", "none")
+        # Off before the handshake's first byte: each of its round trips would stall otherwise.
+        assert nagle_off_at_handshake == [True]
         assert transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
         assert transport.get_remote_server_key().get_base64() == srv.host_public_key.split()[1]
         assert sftp.listdir("/44021") == ["inbox"]
+
+
+def test_a_dropped_handshake_is_retried_on_a_fresh_socket(
+    server: tuple[SftpServer, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The channel opens the session over a socket of its own (TCP_NODELAY before the first byte of
+    the handshake), so its retry must open a new one: the hook's own retry would reuse the dead
+    socket. The first connection is reset before the server's banner; the second gets through."""
+    from tests.openssh.harness import FaultProxy
+
+    srv, client_key = server
+    with FaultProxy(srv.port, after=0, mode="cut") as proxy:
+
+        def let_the_next_one_through() -> None:
+            if proxy.tripped.wait(30):
+                time.sleep(0.5)  # the first connection's pumps have cut it by now
+                proxy.after = 1 << 40
+                proxy.tripped.clear()
+
+        threading.Thread(target=let_the_next_one_through, daemon=True).start()
+        _connection(monkeypatch, srv, client_key, port=proxy.port)
+        with AirflowChannels(conn_retry_attempts=2).sftp() as sftp:
+            assert sftp.listdir("/44021") == ["inbox"]
+            assert sftp.get_channel().get_transport().sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+        assert proxy.forwarded > 0
 
 
 @pytest.mark.parametrize("flag", ["no_host_key_check", "allow_host_key_change"])
