@@ -199,6 +199,46 @@ def _cpu_s(pid: int) -> tuple[float, float]:
     return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
+def _postgres_cpu() -> tuple[float, dict[int, float]] | None:
+    """CPU seconds of a PostgreSQL server on this machine (the metadata, the ledger and the
+    quarantine of the run): its postmasters' own and that of the children they have reaped, and
+    each live child's own. None if no server runs here. Backends come and go with connections
+    (each task process opens its own), so only the two together account for all of them."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                if not fh.read(10).startswith(b"postgres: "):  # a backend's or helper's title
+                    continue
+            with open(f"/proc/{entry.name}/stat", "rb") as fh:
+                parents[int(entry.name)] = int(fh.read().rsplit(b")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+    postmasters = set(parents.values())
+    if not postmasters:
+        return None
+    reaped = 0.0
+    for pid in postmasters:
+        with contextlib.suppress(OSError):
+            reaped += sum(_cpu_s(pid))
+    live = {}
+    for pid in parents:
+        with contextlib.suppress(OSError):
+            live[pid] = _cpu_s(pid)[0]
+    return reaped, live
+
+
+def _postgres_cpu_between(
+    start: tuple[float, dict[int, float]] | None, end: tuple[float, dict[int, float]] | None
+) -> float | None:
+    """Reaped between the two, plus what the children alive at the end used since the start."""
+    if start is None or end is None:
+        return None
+    return end[0] - start[0] + sum(end[1].values()) - sum(start[1].values())
+
+
 def _cpu_busy() -> tuple[float, float]:
     """(busy, total) jiffies of the whole machine, for the average utilisation of the run."""
     with open("/proc/stat") as fh:
@@ -218,6 +258,8 @@ class Sampler(threading.Thread):
         self._halt = threading.Event()
         self.samples = 0
         self.own_cpu_s = 0.0
+        self._postgres_start: tuple[float, dict[int, float]] | None = None
+        self.postgres_cpu_s: float | None = None
 
     def run(self) -> None:
         while not self._halt.is_set():
@@ -225,10 +267,15 @@ class Sampler(threading.Thread):
             self._halt.wait(self.interval)
         self.own_cpu_s = time.thread_time()  # what the measuring itself cost
 
+    def start(self) -> None:
+        self._postgres_start = _postgres_cpu()
+        super().start()
+
     def stop(self) -> None:
         self._halt.set()
         self.join(10)
         self.sample()
+        self.postgres_cpu_s = _postgres_cpu_between(self._postgres_start, _postgres_cpu())
 
     def sample(self) -> None:
         now = time.time()
@@ -298,6 +345,8 @@ class Sampler(threading.Thread):
             else:
                 name = "supervisors" if rec.kind == "supervisor" else rec.key
                 out[name] = out.get(name, 0) + rec.cpu_s - (rec.cpu_first or 0)
+        if self.postgres_cpu_s is not None:
+            out["postgresql"] = self.postgres_cpu_s
         return {k: round(v, 1) for k, v in sorted(out.items(), key=lambda kv: -kv[1])}
 
     def components_peak(self) -> dict[str, float]:

@@ -55,6 +55,9 @@ def test_small_benchmark_runs_end_to_end(tmp_path) -> None:
     assert set(steps["seconds"]) >= {"connect", "encrypt", "upload", "publish", "announce", "total"}
     assert steps["encrypt_upload_publish_s"] > 0 and steps["ratio"] > 0
     assert "Deliveries by step" in (out / "results.md").read_text()
+    # The CPU of the run by process includes the local PostgreSQL server (metadata and ledger).
+    cpu = small["pipeline"]["cpu_s_by_process"]
+    assert cpu["task processes"] > 0 and cpu["api-server"] > 0 and cpu["postgresql"] > 0, cpu
     stages = {s["stage"] for s in small["stages"]}
     assert {"extract", "check_quality", "deliver"} <= stages
     assert "| small |" in (out / "results.md").read_text()
