@@ -36,6 +36,12 @@ def _path(name: str, default: Path) -> Path:
     return Path(value).expanduser().resolve() if value else default
 
 
+def sql_dir() -> Path:
+    """Where the SQL files are (KBI_SQL_DIR): asked for every statement the ledger runs, so it
+    does not load (and resolve) every other setting each time."""
+    return _path("KBI_SQL_DIR", PROJECT_ROOT / "include" / "sql")
+
+
 def _float(name: str, default: float) -> float:
     value = os.environ.get(name)
     return float(value) if value else default
@@ -117,7 +123,7 @@ def load() -> Settings:
         registry_path=_path("KBI_REGISTRY", PROJECT_ROOT / "config" / "recipients.yaml"),
         staging_dir=_path("KBI_STAGING_DIR", var_dir / "staging"),
         reports_dir=_path("KBI_REPORTS_DIR", var_dir / "reports"),
-        sql_dir=_path("KBI_SQL_DIR", PROJECT_ROOT / "include" / "sql"),
+        sql_dir=sql_dir(),
         reference_dir=_path("KBI_REFERENCE_DIR", PROJECT_ROOT / "include" / "reference"),
         max_blocking_failure_rate=_float("KBI_MAX_BLOCKING_FAILURE_RATE", 0.01),
         max_count_change=_float("KBI_MAX_COUNT_CHANGE", 0.5),

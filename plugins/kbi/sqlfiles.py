@@ -21,7 +21,7 @@ def _read(path: Path) -> str:
 
 
 def path_of(name: str, dialect: str | None = None, sql_dir: Path | None = None) -> Path:
-    return _path_of(name, dialect, sql_dir or settings.load().sql_dir)
+    return _path_of(name, dialect, sql_dir or settings.sql_dir())
 
 
 @cache

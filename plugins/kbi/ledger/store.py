@@ -132,11 +132,15 @@ class Ledger:
         self.dialect = engine.dialect.name
         self._key = chain_key
         self.row_key = row_key
+        self._statements: dict[str, sa.TextClause] = {}
 
     # --- plumbing ---------------------------------------------------------------------------
 
     def _sql(self, name: str) -> sa.TextClause:
-        return sa.text(sqlfiles.load(f"ledger/{name}", self.dialect))
+        # A delivery runs some forty statements; each file is read and parsed once per ledger.
+        if name not in self._statements:
+            self._statements[name] = sa.text(sqlfiles.load(f"ledger/{name}", self.dialect))
+        return self._statements[name]
 
     def _lock_writers(self, conn: Connection) -> None:
         if self.dialect == "postgresql":
