@@ -7,6 +7,7 @@ never the developer's) and the project's folders are set here, before any test i
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -30,6 +31,9 @@ os.environ.update(
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": "INFO",
+        # The HITL tests sign execution-API tokens; Airflow's generated key is 22 bytes, which
+        # PyJWT warns about for HS512 (production sets its own, see docker-compose.yaml).
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(64),
     }
 )
 os.environ.pop("DEV", None)  # DEV=1 makes Airflow render tracebacks with local variables
