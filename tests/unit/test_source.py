@@ -198,14 +198,20 @@ def _sqlite_engine(path: Path) -> sa.Engine:
     return sa.create_engine(f"sqlite:///{path}", poolclass=NullPool)
 
 
-def test_extract_from_sqlite_reads_the_view_exactly(
-    tmp_path: Path, sealed_dossiers: Sealed[pa.Table]
-) -> None:
-    """P2: only target group inburgeraar, only the view's columns, every value as in KBI."""
+@pytest.fixture
+def kbi_db(tmp_path: Path, sealed_dossiers: Sealed[pa.Table]) -> Path:
+    """The sealed dossiers as a SQLite KBI with its view, in the test's own directory."""
     db = tmp_path / "kbi.db"
     synth.write_sqlite(sealed_dossiers.value, db)
+    return db
+
+
+def test_extract_from_sqlite_reads_the_view_exactly(
+    tmp_path: Path, sealed_dossiers: Sealed[pa.Table], kbi_db: Path
+) -> None:
+    """P2: only target group inburgeraar, only the view's columns, every value as in KBI."""
     out = tmp_path / "extract.parquet"
-    rows = source.extract(_sqlite_engine(db), out).rows
+    rows = source.extract(_sqlite_engine(kbi_db), out).rows
     table = pq.read_table(out)
     expected = _expected_from_dossiers(sealed_dossiers)
     assert rows == table.num_rows == expected.num_rows
@@ -215,40 +221,32 @@ def test_extract_from_sqlite_reads_the_view_exactly(
     assert not (tmp_path / "extract.tmp").exists()
 
 
-def test_garbage_in_a_sqlite_date_is_flagged(tmp_path: Path, sealed_dossiers: Sealed[pa.Table]) -> None:
-    db = tmp_path / "kbi.db"
-    synth.write_sqlite(sealed_dossiers.value, db)
-    with sqlite3.connect(db) as con:
+def test_garbage_in_a_sqlite_date_is_flagged(tmp_path: Path, kbi_db: Path) -> None:
+    with sqlite3.connect(kbi_db) as con:
         con.execute(
             "UPDATE kbi_dossier SET contract_ondertekend_op = '31/02/2024' WHERE dossier_id IN "
             "(SELECT dossier_id FROM kbi_dossier WHERE doelgroep = 'inburgeraar' LIMIT 3)"
         )
     con.close()
     out = tmp_path / "extract.parquet"
-    source.extract(_sqlite_engine(db), out)
+    source.extract(_sqlite_engine(kbi_db), out)
     table = pq.read_table(out)
     assert table["unparsed"].to_pylist().count("contract_op") == 3
     assert table["unparsed"].null_count == table.num_rows - 3
 
 
-def test_empty_view_gives_an_empty_staged_extract(tmp_path: Path, sealed_dossiers: Sealed[pa.Table]) -> None:
-    db = tmp_path / "kbi.db"
-    synth.write_sqlite(sealed_dossiers.value, db)
-    with sqlite3.connect(db) as con:
+def test_empty_view_gives_an_empty_staged_extract(tmp_path: Path, kbi_db: Path) -> None:
+    with sqlite3.connect(kbi_db) as con:
         con.execute("DELETE FROM kbi_dossier")
     con.close()
     out = tmp_path / "extract.parquet"
-    assert source.extract(_sqlite_engine(db), out) == source.Extracted(0, 0)
+    assert source.extract(_sqlite_engine(kbi_db), out) == source.Extracted(0, 0)
     assert pq.read_table(out).schema == source.EXTRACT_SCHEMA
 
 
-def test_a_view_above_the_limit_is_refused_before_a_row_is_read(
-    tmp_path: Path, sealed_dossiers: Sealed[pa.Table]
-) -> None:
+def test_a_view_above_the_limit_is_refused_before_a_row_is_read(tmp_path: Path, kbi_db: Path) -> None:
     """Catalogue #15: the view's count decides before the read; the refusal holds counts only."""
-    db = tmp_path / "kbi.db"
-    synth.write_sqlite(sealed_dossiers.value, db)
-    engine = _sqlite_engine(db)
+    engine = _sqlite_engine(kbi_db)
     counted = source.extract(engine, tmp_path / "whole.parquet").expected_rows
     statements: list[str] = []
     sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
@@ -296,28 +294,22 @@ def _poison_a_name(db: Path) -> str:
     return marker
 
 
-def test_a_driver_error_quoting_data_is_scrubbed_from_the_message(
-    tmp_path: Path, sealed_dossiers: Sealed[pa.Table]
-) -> None:
+def test_a_driver_error_quoting_data_is_scrubbed_from_the_message(tmp_path: Path, kbi_db: Path) -> None:
     """P12, catalogue #48: the exception text names the stage and the type, never the value."""
-    db = tmp_path / "kbi.db"
-    synth.write_sqlite(sealed_dossiers.value, db)
-    marker = _poison_a_name(db)
+    marker = _poison_a_name(kbi_db)
     with pytest.raises(DataError) as info:
-        source.extract(_sqlite_engine(db), tmp_path / "extract.parquet")
+        source.extract(_sqlite_engine(kbi_db), tmp_path / "extract.parquet")
     assert marker not in str(info.value)
     assert "OperationalError" in str(info.value)
     assert info.value.__cause__ is None
 
 
 def test_a_driver_error_quoting_data_is_absent_from_the_rendered_traceback(
-    tmp_path: Path, sealed_dossiers: Sealed[pa.Table]
+    tmp_path: Path, kbi_db: Path
 ) -> None:
-    db = tmp_path / "kbi.db"
-    synth.write_sqlite(sealed_dossiers.value, db)
-    marker = _poison_a_name(db)
+    marker = _poison_a_name(kbi_db)
     with pytest.raises(DataError) as info:
-        source.extract(_sqlite_engine(db), tmp_path / "extract.parquet")
+        source.extract(_sqlite_engine(kbi_db), tmp_path / "extract.parquet")
     rendered = "".join(traceback.format_exception(info.value))
     assert marker not in rendered, "a name from the source reached the rendered traceback"
 
@@ -353,7 +345,7 @@ def _apply_hostile(execute: object, placeholder: str) -> None:
 @pytest.mark.postgres
 @pytest.mark.parametrize("driver", ["psycopg", "psycopg2"])
 def test_postgres_extract_equals_sqlite_extract(
-    tmp_path: Path, sealed_dossiers: Sealed[pa.Table], pg_url: str, driver: str
+    tmp_path: Path, sealed_dossiers: Sealed[pa.Table], kbi_db: Path, pg_url: str, driver: str
 ) -> None:
     """Same view on both databases (real types on PostgreSQL, text on SQLite): the same extract,
     through the COPY fast path with either driver, hostile names included."""
@@ -365,15 +357,13 @@ def test_postgres_extract_equals_sqlite_extract(
         raw.commit()
     finally:
         raw.close()
-    db = tmp_path / "kbi.db"
-    synth.write_sqlite(sealed_dossiers.value, db)
-    with sqlite3.connect(db) as con:
+    with sqlite3.connect(kbi_db) as con:
         _apply_hostile(con.execute, "?")
     con.close()
 
     pg_engine = sa.create_engine(with_driver(pg_url, driver), poolclass=NullPool)
     n_pg = source.extract(pg_engine, tmp_path / "pg.parquet")
-    n_lite = source.extract(_sqlite_engine(db), tmp_path / "lite.parquet")
+    n_lite = source.extract(_sqlite_engine(kbi_db), tmp_path / "lite.parquet")
     pg_engine.dispose()
     from_pg = pq.read_table(tmp_path / "pg.parquet")
     from_lite = pq.read_table(tmp_path / "lite.parquet")
