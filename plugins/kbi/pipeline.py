@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from kbi import crypto, reference, registry, transport
 from kbi.delivery import Channels, DeliveryMachine, Job
 from kbi.errors import DataError, KbiError, scrubbed
-from kbi.ledger import AlreadyDelivered, Ledger
+from kbi.ledger import AlreadyDelivered, Delivery, Ledger
 from kbi.settings import Settings
 
 if TYPE_CHECKING:
@@ -599,8 +599,9 @@ def summarise(
         state = "failed" if failed else "success"
         ledger.finish_run(run_id, state, {k: summary[k] for k in ("municipalities", "rows")})
     if failed and alert is not None:
-        _alert_host_key_mismatch(ledger, run_id, failed, alert)
-        _alert_announcements_owed(ledger, run_id, failed, alert)
+        stopped = [d for d in ledger.deliveries_of_run(run_id) if d.nis_code in failed]
+        _alert_host_key_mismatch(stopped, run_id, alert)
+        _alert_announcements_owed(stopped, run_id, alert)
     if failed:
         # The summary is written; now make the run red so nobody mistakes it for a complete one.
         raise RunIncomplete(
@@ -609,25 +610,23 @@ def summarise(
     return summary
 
 
-def _alert_host_key_mismatch(ledger: Ledger, run_id: str, failed: list[str], alert: Alert) -> None:
+def _alert_host_key_mismatch(failed: list[Delivery], run_id: str, alert: Alert) -> None:
     """Catalogue 28: the transfer server showed another host key than the pinned one, a possible
     interception. One security alert per run, however many deliveries it stopped."""
     stopped = sorted(
-        d.nis_code
-        for d in ledger.deliveries_of_run(run_id)
-        if d.nis_code in failed and (d.last_error or "").startswith(transport.HostKeyMismatch.CODE)
+        d.nis_code for d in failed if (d.last_error or "").startswith(transport.HostKeyMismatch.CODE)
     )
     if stopped:
         send_host_key_alert(alert, DAG_ANNUAL, run_id, deliveries_stopped(stopped))
 
 
-def _alert_announcements_owed(ledger: Ledger, run_id: str, failed: list[str], alert: Alert) -> None:
+def _alert_announcements_owed(failed: list[Delivery], run_id: str, alert: Alert) -> None:
     """Catalogue 41: files on the transfer server whose SMS or e-mail receipt could not be sent.
     They are complete and encrypted, but the municipality has not been told: somebody must clear
     the tasks once the gateway or relay works again (the rerun sends only what is owed, once)."""
     owed = []
-    for d in ledger.deliveries_of_run(run_id):
-        if d.nis_code in failed and d.state == "published":
+    for d in failed:
+        if d.state == "published":
             missing = (["SMS"] if d.mode == "pubkey" and not d.sms_sent_at else []) + (
                 ["e-mail receipt"] if not d.mail_sent_at else []
             )
