@@ -465,10 +465,10 @@ def deliver(
 ) -> dict[str, Any]:
     """One municipality's delivery; ``item`` is one entry of ``partition``'s list."""
     plan_ = item["run"]
-    version = registry.version(settings.registry_path)
-    if version != plan_["registry_version"]:
+    version = plan_["registry_version"]
+    if changed := registry.changed_since(settings.registry_path, version):
         raise RunRefused(
-            f"the recipients registry changed during the run ({plan_['registry_version']} → {version}); "
+            f"the recipients registry changed during the run ({version} → {changed}); "
             "start a new run so that every municipality is decided on the same registry"
         )
     directory = Path(plan_["run_dir"])

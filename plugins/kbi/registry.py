@@ -285,10 +285,13 @@ def parse(text: str, path: Path) -> Registry:
     return Registry({r.nis_code: r for r in recipients}, path, _version(text, path))
 
 
+def _content(text: str) -> str:
+    return f"sha256:{hashlib.sha256(text.encode('utf-8')).hexdigest()[:16]}"
+
+
 def _version(text: str, path: Path) -> str:
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     commit = _git_commit(path) if path.exists() else None
-    return f"sha256:{digest[:16]}" + (f" git:{commit[:12]}" if commit else "")
+    return _content(text) + (f" git:{commit[:12]}" if commit else "")
 
 
 def _read(path: Path) -> str:
@@ -305,6 +308,14 @@ def load(path: Path) -> Registry:
 def version(path: Path) -> str:
     """The registry's version as ``load`` reports it, without parsing the file."""
     return _version(_read(path), path)
+
+
+def changed_since(path: Path, planned: str) -> str | None:
+    """The registry's version now if its content is not that of the ``planned`` version, else
+    None. Only the content decides, so that each of a run's 285 deliveries does not start a git
+    process for the commit part of the version."""
+    text = _read(path)
+    return None if _content(text) == planned.split(" ", 1)[0] else _version(text, path)
 
 
 # --- the registry as the run's plan validated it -------------------------------------------------

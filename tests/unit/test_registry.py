@@ -260,3 +260,26 @@ def test_version_without_parsing_follows_the_file(tmp_path: Path) -> None:
     reg = _load(tmp_path, "valid.yaml")
     reg.path.write_text(reg.path.read_text() + "\n# changed after the plan\n")
     assert registry.version(reg.path) != reg.version
+
+
+def test_a_registry_changed_since_the_plan_is_told_apart_by_its_content(tmp_path: Path) -> None:
+    reg = _load(tmp_path, "valid.yaml")
+    assert registry.changed_since(reg.path, reg.version) is None
+    assert registry.changed_since(reg.path, reg.version + " git:0123456789ab") is None  # content decides
+    reg.path.write_text(reg.path.read_text() + "\n# changed after the plan\n")
+    assert registry.changed_since(reg.path, reg.version) == registry.version(reg.path) != reg.version
+
+
+def test_a_delivery_refuses_a_registry_changed_since_the_plan(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every municipality of a run is decided on one registry: a deliver task that finds the file
+    edited since the plan stops before it reads its entry or touches the ledger or a server."""
+    from kbi import pipeline, settings
+
+    reg = _load(tmp_path, "valid.yaml")
+    monkeypatch.setenv("KBI_REGISTRY", str(reg.path))
+    reg.path.write_text(reg.path.read_text().replace("Gent", "Gent (edited)"))
+    item = {"nis_code": "44021", "run": {"registry_version": reg.version, "run_dir": str(tmp_path / "run")}}
+    with pytest.raises(pipeline.RunRefused, match=r"registry changed during the run \(sha256:"):
+        pipeline.deliver(None, None, settings.load(), item)  # type: ignore[arg-type]
