@@ -332,4 +332,6 @@ def airflow_env(
             raise ValueError("a Celery broker needs a shared metadata database (db_url) for its results")
         values["AIRFLOW__CELERY__BROKER_URL"] = broker_url
         values["AIRFLOW__CELERY__RESULT_BACKEND"] = f"db+{db_url}"
+        # As in docker-compose.yaml: the worker imports the task modules once, before its pool forks.
+        values["AIRFLOW__CELERY__CELERY_CONFIG_OPTIONS"] = "kbi.celery_config.CELERY_CONFIG"
     return values

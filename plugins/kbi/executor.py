@@ -11,7 +11,8 @@ not, so that the workers stay small. A module that fails to import is logged and
 that needs it then fails with the real error in its own log, never the scheduler.
 
 Configured as ``AIRFLOW__CORE__EXECUTOR=kbi.executor.PreloadingLocalExecutor`` (the demo and the
-benchmark do so); with any other executor the tasks import what they need themselves.
+benchmark do so). Celery workers preload the same modules through ``kbi.celery_config``; with any
+other executor the tasks import what they need themselves.
 """
 
 from __future__ import annotations

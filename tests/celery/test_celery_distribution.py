@@ -126,6 +126,12 @@ def test_celery_workers_deliver_the_yearly_lists(tmp_path: Path, key_cache: Path
     # The tasks ran on the Celery worker: it logged each workload it received, Celery recorded
     # one result per try, and every task instance went through the default queue.
     worker_log = worker_log_path.read_text(errors="replace")
+    # The worker imported the task modules before its pool forked (kbi.celery_config), so its
+    # task processes inherit them; the scheduler, which reads the same Celery configuration,
+    # did not import them.
+    assert re.search(r"Preloaded \d+ task module\(s\)", worker_log), "the worker did not preload"
+    assert "Could not preload" not in worker_log
+    assert "Preloaded" not in (places.run / "scheduler.log").read_text(errors="replace")
     executed = [line for line in worker_log.splitlines() if "Executing workload in Celery" in line]
     for task_id in DAG_TASKS:
         assert any(f"task_id='{task_id}'" in line for line in executed), f"{task_id} not run by the worker"
