@@ -85,6 +85,10 @@ class World:
         conn["extra"]["host_key"] = public_key_line(ensure_keys(self.places.var_dir / "other-host-key")[0])
         self.set_env(AIRFLOW_CONN_KBI_SFTP=json.dumps(conn))
 
+    def sms_to(self, phone: str) -> list[dict]:
+        """The payloads the SMS gateway received for ``phone``, oldest first."""
+        return [m["payload"] for m in self.sms.messages() if m["payload"].get("to") == phone]
+
     def security_alerts(self) -> list:
         return [m for m in self.mail.messages() if str(m["Subject"]).startswith("[KBI] SECURITY")]
 

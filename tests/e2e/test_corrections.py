@@ -65,7 +65,7 @@ def _run(world: World, conf: dict, answers: dict | None = None):
 
 def _gent_rows(world: World, file_name: str) -> list[tuple[str, ...]]:
     phone = world.registry.recipients[GENT].contacts.sms[0]
-    sent = passphrases([m["payload"] for m in world.sms.messages() if m["payload"].get("to") == phone])
+    sent = passphrases(world.sms_to(phone))
     path = world.places.inbox(GENT) / file_name
     _, rows = oracle.parse_csv(demo_keys.decrypt(None, path.read_bytes(), sent[file_name]))
     return rows

@@ -30,7 +30,7 @@ def _run(world: World, conf: dict | None = None):
 
 
 def _passphrase_from_sms(world: World, phone: str, file_name: str) -> str:
-    found = passphrases([m["payload"] for m in world.sms.messages() if m["payload"].get("to") == phone])
+    found = passphrases(world.sms_to(phone))
     assert file_name in found, f"no passphrase SMS for {file_name}"
     return found[file_name]
 

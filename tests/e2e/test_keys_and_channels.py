@@ -112,10 +112,6 @@ def test_sms_gateway_down_leaves_no_file_without_its_key_and_a_rerun_delivers_on
     assert passphrase not in everywhere
 
 
-def _sms_to(world: World, phone: str) -> list[str]:
-    return [m["payload"]["message"] for m in world.sms.messages() if m["payload"].get("to") == phone]
-
-
 def test_smtp_down_keeps_the_file_and_the_rerun_sends_each_receipt_once(world: World) -> None:
     world.set_env(KBI_DATA_ENGINEERS_SMS="+32470999001")
     world.mail.set_refuse(True)
@@ -128,7 +124,7 @@ def test_smtp_down_keeps_the_file_and_the_rerun_sends_each_receipt_once(world: W
     assert len(to_municipalities) == 2
     # Catalogue 41: the alert that receipts are owed cannot go by e-mail either; its subject goes by
     # SMS to the data engineers (once, from the run's summary), without anything personal.
-    (alert,) = _sms_to(world, "+32470999001")
+    (alert,) = [p["message"] for p in world.sms_to("+32470999001")]
     assert alert.startswith(f"[KBI] run {first.run_id[:24]}: 2 file(s) published but not announced")
     assert "E-mail failed" in alert
     assert pii.People.of(world.source_rows).find(alert) == {"national_numbers": 0, "names": 0}

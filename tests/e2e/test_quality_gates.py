@@ -39,9 +39,7 @@ def _states(dag_run) -> dict[str, str]:
 def _gent_file(world: World) -> list[tuple[str, ...]]:
     (path,) = world.inbox_files(GENT)
     phone = world.registry.recipients[GENT].contacts.sms[0]
-    passphrase = passphrases([m["payload"] for m in world.sms.messages() if m["payload"].get("to") == phone])[
-        path.name
-    ]
+    passphrase = passphrases(world.sms_to(phone))[path.name]
     header, rows = oracle.parse_csv(keys.decrypt(None, path.read_bytes(), passphrase))
     assert header == [
         "rijksregisternummer",
