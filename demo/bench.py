@@ -40,6 +40,7 @@ import json
 import os
 import platform
 import re
+import resource
 import secrets
 import shutil
 import socket
@@ -1013,6 +1014,12 @@ def _peak_rss_mb() -> float:
     return _status_kb(os.getpid())[1] / 1024
 
 
+def _own_cpu_s() -> float:
+    """CPU seconds of this process and of the children it waited for (gpg)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
 def _rss_mb() -> float:
     return _status_kb(os.getpid())[0] / 1024
 
@@ -1049,13 +1056,14 @@ def floor_main(spec_path: Path) -> int:
     t = time.perf_counter()
     files, rows = floor_partition(passed, ref, recipients)
     stages["partition"] = time.perf_counter() - t
+    cpu: dict[str, float] = {}  # CPU of the transfer stages, this process and its gpg processes
     with tempfile.TemporaryDirectory(prefix="kbi-bench-gpg-") as home:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), _own_cpu_s()
         cipher = floor_encrypt(files, recipients, Path(home))
-        stages["encrypt"] = time.perf_counter() - t
-    t = time.perf_counter()
+        stages["encrypt"], cpu["encrypt"] = time.perf_counter() - t, _own_cpu_s() - c
+    t, c = time.perf_counter(), _own_cpu_s()
     sent = floor_upload(cipher, spec)
-    stages["upload"] = time.perf_counter() - t
+    stages["upload"], cpu["upload"] = time.perf_counter() - t, _own_cpu_s() - c
     peak = _peak_rss_mb()
     # Staged for the quality comparison; outside the timings.
     pq.write_table(table, spec["extract_out"])
@@ -1064,6 +1072,7 @@ def floor_main(spec_path: Path) -> int:
             {
                 "imports_s": imports,
                 "stages": stages,
+                "cpu_s": cpu,
                 "rows_extracted": table.num_rows,
                 "rows_quarantined": table.num_rows - passed.num_rows,
                 "first_failing": failing,
@@ -1259,6 +1268,10 @@ def combine(
     # What the floor does of a delivery (encrypt, upload, rename), timed inside the deliveries.
     transfer = sum(steps.get(k, 0.0) for k in DELIVERY_STEPS_IN_FLOOR) if steps else None
     floor_transfer = sum(floor["stages"][p] for p in FLOOR_OF_STAGE["deliver"])
+    # CPU does not grow when deliveries share the cores, as their wall time does: the deliveries'
+    # own (the whole machine run: SFTP session to receipt and ledger) against the floor's transfer.
+    cpu = steps.get("cpu", 0.0) + steps.get("cpu_gpg", 0.0) if "cpu" in steps else None
+    floor_cpu = sum(floor.get("cpu_s", {}).values()) or None
     return {
         "label": size.label,
         "rows": size.rows,
@@ -1274,6 +1287,10 @@ def combine(
             "encrypt_upload_publish_s": _r(transfer),
             "floor_encrypt_upload_s": _r(floor_transfer),
             "ratio": _r(transfer / floor_transfer, 1) if transfer and floor_transfer else None,
+            "cpu_s": _r(steps.get("cpu")),
+            "cpu_gpg_s": _r(steps.get("cpu_gpg")),
+            "floor_cpu_s": _r(floor_cpu),
+            "cpu_ratio": _r(cpu / floor_cpu, 1) if cpu and floor_cpu else None,
         },
         "total": {
             "pipeline_s": wall,
@@ -1435,6 +1452,16 @@ def markdown(results: dict[str, Any]) -> str:
                 f"against the floor's encrypt + upload {_f(ds['floor_encrypt_upload_s'])} s "
                 f"(×{_f(ds['ratio'], 1)}).",
             ]
+            if ds.get("cpu_ratio"):
+                per = (ds["cpu_s"] + ds["cpu_gpg_s"]) / max(1, s["municipalities"])
+                lines += [
+                    "",
+                    f"Deliveries' CPU (does not grow with sharing the cores): {_f(ds['cpu_s'], 1)} s in the "
+                    f"task processes and {_f(ds['cpu_gpg_s'], 1)} s in their gpg, {per * 1000:.0f} ms a "
+                    "delivery (the whole machine: session, list, gpg, upload, rename, SMS, receipt, ledger), "
+                    f"against the floor's encrypt + upload {_f(ds['floor_cpu_s'])} s "
+                    f"(×{_f(ds['cpu_ratio'], 1)}).",
+                ]
         pl = s["pipeline"]
         if pl.get("cpu_s_by_process"):
             lines += [

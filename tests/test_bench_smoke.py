@@ -55,6 +55,11 @@ def test_small_benchmark_runs_end_to_end(tmp_path) -> None:
     assert set(steps["seconds"]) >= {"connect", "encrypt", "upload", "publish", "announce", "total"}
     assert steps["encrypt_upload_publish_s"] > 0 and steps["ratio"] > 0
     assert "Deliveries by step" in (out / "results.md").read_text()
+    # Their CPU, in the task processes and in gpg, beside the floor's CPU for the same transfer.
+    assert steps["cpu_s"] > 0 and steps["cpu_gpg_s"] > 0 and steps["floor_cpu_s"] > 0, steps
+    ratio = (steps["cpu_s"] + steps["cpu_gpg_s"]) / steps["floor_cpu_s"]
+    assert abs(steps["cpu_ratio"] - ratio) <= 0.1 * max(1.0, ratio), steps
+    assert "Deliveries' CPU" in (out / "results.md").read_text()
     # The CPU of the run by process includes the local PostgreSQL server (metadata and ledger).
     cpu = small["pipeline"]["cpu_s_by_process"]
     assert cpu["task processes"] > 0 and cpu["api-server"] > 0 and cpu["postgresql"] > 0, cpu

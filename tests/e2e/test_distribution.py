@@ -119,7 +119,7 @@ def test_yearly_run_delivers_each_list_to_its_own_inbox_only(
     assert summary["municipalities"]["failed"] == 0
     # Where the delivering went, by step, summed over the deliveries (seconds only).
     steps = summary["delivery_seconds"]
-    assert set(steps) == {"connect", "encrypt", "upload", "publish", "announce", "total"}
+    assert set(steps) == {"connect", "encrypt", "upload", "publish", "announce", "total", "cpu", "cpu_gpg"}
     assert all(v > 0 for v in steps.values()) and steps["total"] >= steps["encrypt"]
 
     # P12: no synthetic person anywhere outside KBI, the ciphertexts and the quarantine.
