@@ -626,10 +626,11 @@ def _alert_announcements_owed(failed: list[Delivery], run_id: str, alert: Alert)
     the tasks once the gateway or relay works again (the rerun sends only what is owed, once)."""
     owed = []
     for d in failed:
-        if d.state == "published":
-            missing = (["SMS"] if d.mode == "pubkey" and not d.sms_sent_at else []) + (
-                ["e-mail receipt"] if not d.mail_sent_at else []
-            )
+        missing = (["SMS"] if d.mode == "pubkey" and not d.sms_sent_at else []) + (
+            ["e-mail receipt"] if not d.mail_sent_at else []
+        )
+        # Both sent but not yet marked announced (stopped in between): nothing is owed to anyone.
+        if d.state == "published" and missing:
             owed.append(f"{d.nis_code} ({', '.join(missing)})")
     if not owed:
         return
