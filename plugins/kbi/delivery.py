@@ -51,9 +51,6 @@ STEP_OF_STATE = {
     "published": "announce",
 }
 STEPS = ("connect", "encrypt", "upload", "publish", "announce", "total")
-# Besides the steps' wall time: the CPU the delivery used, in this process (all its threads) and
-# in its gpg processes. Unlike wall time it does not grow when deliveries share the cores.
-CPU = ("cpu", "cpu_gpg")
 
 
 def _cpu_now() -> tuple[float, float]:
@@ -154,7 +151,9 @@ class DeliveryMachine:
         self.today = today
         self.on_secret = on_secret  # Airflow's mask_secret: a second line of defence, not the first
         # Seconds of the last ``run`` by step (connect, encrypt, upload, publish, announce, total)
-        # and its CPU (``CPU``): counts of time only, for the run summary and the benchmark.
+        # and the CPU it used in this process (cpu, all its threads) and in its gpg processes
+        # (cpu_gpg), which unlike wall time does not grow when deliveries share the cores: counts
+        # of time only, for the run summary and the benchmark.
         self.last_seconds: dict[str, float] = {}
 
     # --- steps ------------------------------------------------------------------------------
