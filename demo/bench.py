@@ -23,6 +23,10 @@ and SMS servers; api-server, scheduler and dag-processor on the LocalExecutor), 
   one SQLite query into Arrow, the same checks vectorised (pandas on Arrow + numpy), pyarrow
   sort + slice + CSV bytes per municipality, gpg CLI (2 workers, ``--no-autostart``) with the
   same keys, one reused SFTP connection (TCP_NODELAY) to the same server, temp name + rename;
+- the same code without Airflow (``demo.bench_direct``), after the floor, in a process of its
+  own: kbi.pipeline's functions as the task bodies call them, the deliveries ten at once on
+  forked workers, on the same servers with a ledger of its own (the pipeline's files set aside
+  in each inbox's ``../pipeline/``): its difference from the run is what Airflow adds;
 - Great Expectations (``kbi.quality.gx_suite.validate``) against the same checks as plain
   vectorised pandas, each in its own process (time, import time, peak RSS).
 
@@ -1138,10 +1142,10 @@ def quality_main(engine: str, extract: Path, today_text: str) -> int:
     return 0
 
 
-def _child(args: list[str]) -> dict[str, Any]:
+def _child(args: list[str], environment: dict[str, str] | None = None) -> dict[str, Any]:
     """Run ``python -m demo.bench <args>`` and read its last JSON line."""
     envp = {
-        **os.environ,
+        **(environment or os.environ),
         "PYTHONPATH": os.pathsep.join([str(settings.PROJECT_ROOT / "plugins"), str(settings.PROJECT_ROOT)]),
     }
     envp["GX_ANALYTICS_ENABLED"] = "False"
@@ -1189,6 +1193,61 @@ def run_floor(
     spec_path = places.var_dir / "floor-spec.json"
     spec_path.write_text(json.dumps(spec))
     return _child(["_floor", str(spec_path)])
+
+
+def set_inboxes_aside(places: env.Places) -> int:
+    """Move the pipeline's delivered files out of the inboxes (to ``<nis>/pipeline/``), so that
+    the run without Airflow finds the inboxes as the pipeline did; returns how many moved."""
+    moved = 0
+    for inbox in sorted(places.sftp_root.glob("*/inbox")):
+        aside = inbox.parent / "pipeline"
+        for f in sorted(inbox.iterdir()):
+            if f.is_file():
+                aside.mkdir(exist_ok=True)
+                f.rename(aside / f.name)
+                moved += 1
+    return moved
+
+
+@contextlib.contextmanager
+def direct_databases(places: env.Places, metadata: str) -> Iterator[dict[str, str]]:
+    """A ledger and a quarantine of its own for the run without Airflow: the pipeline's ledger
+    already holds this year's list for every municipality (P3 would refuse a second one)."""
+    from demo import environment as env
+    from demo import pgdb
+
+    chain_secret = env.secrets_of(places)["chain_secret"]
+    if metadata == "postgres":
+        with pgdb.fresh_database("kbi_bench_direct") as database:
+            yield database.agency_connections(chain_secret)
+        return
+    here = places.var_dir / "direct"
+    here.mkdir(exist_ok=True)
+    yield {
+        "AIRFLOW_CONN_KBI_LEDGER": json.dumps(
+            {"conn_type": "sqlite", "host": str(here / "ledger.db"), "extra": {"chain_secret": chain_secret}}
+        ),
+        "AIRFLOW_CONN_KBI_QUARANTINE": json.dumps(
+            {"conn_type": "sqlite", "host": str(here / "quarantine.db")}
+        ),
+    }
+
+
+def run_direct(places: env.Places, stack: Any, today: date, rows: int, metadata: str) -> dict[str, Any]:
+    """The pipeline's own code without Airflow (``demo.bench_direct``), on the same servers."""
+    set_inboxes_aside(places)
+    spec: dict[str, Any] = {
+        "run_id": f"bench_direct__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}",
+        "reference_date": today.isoformat(),
+        "today": today.isoformat(),
+        "workers": settings.DELIVERIES_AT_ONCE,
+    }
+    if rows > settings.load().max_extract_rows:
+        spec["accept_extract_rows"] = rows
+    spec_path = places.var_dir / "direct-spec.json"
+    spec_path.write_text(json.dumps(spec))
+    with direct_databases(places, metadata) as connections:
+        return _child(["_direct", str(spec_path)], {**stack.env, **connections})
 
 
 QUALITY_ROUNDS = 5  # fresh processes per engine, interleaved; the median round counts
@@ -1244,15 +1303,22 @@ def code_version() -> str:
 
 
 def combine(
-    size: Size, pipeline: dict[str, Any], floor: dict[str, Any], quality: dict[str, Any]
+    size: Size,
+    pipeline: dict[str, Any],
+    floor: dict[str, Any],
+    quality: dict[str, Any],
+    direct: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Per stage and in total: pipeline vs floor, overheads, memory, throughput."""
+    """Per stage and in total: pipeline vs the same code without Airflow vs floor, overheads,
+    memory, throughput."""
     files = pipeline.get("summary", {}).get("municipalities", {}).get("delivered") or floor["files"]
     floor_total = sum(floor["stages"].values())
+    direct_stages = (direct or {}).get("stages", {})
     rows = []
     for st in pipeline["stages"]:
         parts = FLOOR_OF_STAGE.get(st["stage"])
         f = sum(floor["stages"][p] for p in parts) if parts else None
+        d = direct_stages.get(st["stage"])
         rows.append(
             st
             | {
@@ -1260,6 +1326,10 @@ def combine(
                 "ratio": _r(st["wall_s"] / f, 1) if f else None,
                 # The stage's own work (Airflow's per-task cost left out) against the floor.
                 "work_ratio": _r(st["sum_execute_s"] / f, 1) if f and st["sum_execute_s"] else None,
+                # The same code without Airflow: its wall time, and that against the floor.
+                "direct_s": _r(d),
+                "direct_cpu_s": _r((direct or {}).get("cpu_s", {}).get(st["stage"])),
+                "direct_ratio": _r(d / f, 1) if d and f else None,
             }
         )
     deliver = next((s for s in pipeline["stages"] if s["stage"] == "deliver"), None)
@@ -1292,6 +1362,7 @@ def combine(
             "floor_cpu_s": _r(floor_cpu),
             "cpu_ratio": _r(cpu / floor_cpu, 1) if cpu and floor_cpu else None,
         },
+        "direct": _direct_summary(direct, wall, files) if direct else None,
         "total": {
             "pipeline_s": wall,
             "floor_s": _r(floor_total),
@@ -1306,6 +1377,19 @@ def combine(
             "floor_files_per_s": _r(floor["files"] / floor_total, 1) if floor_total else None,
             "floor_rows_per_s": _r(size.rows / floor_total, 0) if floor_total else None,
         },
+    }
+
+
+def _direct_summary(direct: dict[str, Any], pipeline_wall: float, files: int) -> dict[str, Any]:
+    """The run without Airflow in total, and what Airflow added to the same work."""
+    total = sum(direct["stages"].values())
+    cpu = direct["cpu_s"].get("deliver")
+    return direct | {
+        "total_s": _r(total),
+        "airflow_s": _r(pipeline_wall - total),
+        "pipeline_ratio": _r(pipeline_wall / total, 1) if total else None,
+        # A delivery's CPU without Airflow: its worker's share and its gpg, set-up included.
+        "deliver_cpu_ms_each": _r(1000 * cpu / max(1, files), 0) if cpu else None,
     }
 
 
@@ -1357,8 +1441,10 @@ def bench_size(out: Path, size: Size, seed: int, metadata: str = "postgres") -> 
             proc.stop()
         say("[4/4] floor: the same stages without Airflow; GX vs plain checks …")
         floor = run_floor(places, stack, recipients, today)
+        say("      the pipeline's own code without Airflow, on the same servers …")
+        direct = run_direct(places, stack, today, size.rows, metadata)
     quality = compare_quality(places, today)
-    return combine(size, pipeline, floor, quality)
+    return combine(size, pipeline, floor, quality, direct)
 
 
 # --- report ------------------------------------------------------------------------------------------
@@ -1418,8 +1504,8 @@ def markdown(results: dict[str, Any]) -> str:
             "",
             "| stage | TIs | wall s | Σ duration s | Σ execute s | Σ Airflow in-task s | gap before s "
             "| span − ideal s | queued→start median s | floor s | ratio (wall/floor) | Σ execute/floor "
-            "| peak RSS (USS) MB |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| without Airflow s | without Airflow/floor | peak RSS (USS) MB |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for st in s["stages"]:
             lines.append(
@@ -1436,9 +1522,12 @@ def markdown(results: dict[str, Any]) -> str:
                     _f(st["floor_s"]),
                     _f(st["ratio"], 1),
                     _f(st.get("work_ratio"), 1),
+                    _f(st.get("direct_s")),
+                    _f(st.get("direct_ratio"), 1),
                     f"{_f(st['peak_rss_mb'], 0)} ({_f(st.get('peak_uss_mb'), 0)})",
                 )
             )
+        lines += direct_lines(s)
         ds = s.get("delivery_steps") or {}
         if ds.get("seconds"):
             from kbi.delivery import STEPS  # here: the floor's processes import this module light
@@ -1499,6 +1588,26 @@ def markdown(results: dict[str, Any]) -> str:
             f"with imports ×{_f(q['ratio_with_imports'])}, peak RSS ×{_f(q['ratio_peak_rss'])}."
         )
     return "\n".join(lines) + "\n"
+
+
+def direct_lines(s: dict[str, Any]) -> list[str]:
+    """The paragraph on the run without Airflow: what the same work takes, what Airflow adds."""
+    d = s.get("direct")
+    if not d:
+        return []
+    by_stage = ", ".join(f"{k} {v:.2f}" for k, v in d["stages"].items())
+    cpu = ", ".join(f"{k} {v:.2f}" for k, v in d["cpu_s"].items())
+    pipeline_rows = s["pipeline"].get("summary", {}).get("rows_delivered", "–")
+    return [
+        "",
+        f"The same code without Airflow (`demo.bench_direct`: kbi.pipeline's functions in one process, "
+        f"{d['workers']} deliveries at once on forked workers, the same servers, a ledger of its own): "
+        f"{_f(d['total_s'], 1)} s in all against the pipeline's {_f(s['total']['pipeline_s'], 1)} s "
+        f"(×{_f(d['pipeline_ratio'], 1)}; Airflow's part {_f(d['airflow_s'], 1)} s). Wall s by stage: "
+        f"{by_stage}; CPU s (the process, its workers and their gpg): {cpu}. "
+        f"A delivery's CPU: {_f(d['deliver_cpu_ms_each'], 0)} ms. Delivered {d['delivered']} files, "
+        f"{d['rows_delivered']} rows (pipeline: {pipeline_rows}).",
+    ]
 
 
 def bench_line(s: dict[str, Any]) -> str:
@@ -1590,6 +1699,10 @@ def main(argv: list[str] | None = None) -> int:
         return floor_main(Path(argv[1]))
     if argv[:1] == ["_source"]:
         return source_main(argv[1], int(argv[2]), int(argv[3]), argv[4])
+    if argv[:1] == ["_direct"]:
+        from demo import bench_direct
+
+        return bench_direct.main(Path(argv[1]))
     if argv[:1] == ["_quality"]:
         return quality_main(argv[1], Path(argv[2]), argv[3])
     parser = argparse.ArgumentParser(prog="python -m demo.bench", description=__doc__.split("\n")[0])

@@ -65,6 +65,26 @@ def test_small_benchmark_runs_end_to_end(tmp_path) -> None:
     assert cpu["task processes"] > 0 and cpu["api-server"] > 0 and cpu["postgresql"] > 0, cpu
     stages = {s["stage"] for s in small["stages"]}
     assert {"extract", "check_quality", "deliver"} <= stages
+    # The same code without Airflow delivered the same lists again, on a ledger of its own, and
+    # each stage has its figure beside the pipeline's and the floor's.
+    direct = small["direct"]
+    assert direct["failed"] == 0 and direct["refused"] == 0, direct
+    assert direct["delivered"] == small["pipeline"]["summary"]["municipalities"]["delivered"]
+    assert direct["rows_delivered"] == small["pipeline"]["summary"]["rows_delivered"]
+    by_stage = {s["stage"]: s for s in small["stages"]}
+    for stage in ("plan", "extract", "check_quality", "partition", "deliver"):
+        assert by_stage[stage]["direct_s"] > 0 and direct["cpu_s"][stage] > 0, stage
+    assert direct["total_s"] > 0 and direct["deliver_cpu_ms_each"] > 0
+    assert direct["airflow_s"] == round(small["total"]["pipeline_s"] - direct["total_s"], 3)
+    assert "The same code without Airflow" in (out / "results.md").read_text()
+    # Its files went to the inboxes after the pipeline's were set aside: one each, not the same.
+    sftp = out / "small" / "sftp"
+    for inbox in sftp.glob("*/inbox"):
+        ours, theirs = list(inbox.iterdir()), list((inbox.parent / "pipeline").iterdir())
+        assert len(ours) == len(theirs) == 1 and ours[0].name == theirs[0].name, inbox
+        assert ours[0].read_bytes() != theirs[0].read_bytes(), inbox
+    assert len(list(sftp.glob("*/inbox"))) == direct["delivered"]
     assert "| small |" in (out / "results.md").read_text()
     # Counts and timings only: the plaintext extract used for the quality comparison is gone.
     assert not list(out.rglob("floor-extract.parquet"))
+    assert not list(out.rglob("*.parquet")), "a run's staged partitions were left behind"
