@@ -19,7 +19,7 @@ from urllib.parse import quote
 from zoneinfo import ZoneInfo
 
 from demo import environment as env
-from demo.stack import Stack, paged, running, trigger
+from demo.stack import Stack, paged, run_state, running, trigger
 from kbi import settings
 
 DAG_ID = "kbi_distribution"
@@ -70,7 +70,7 @@ def trigger_and_follow(stack: Stack, conf: dict) -> tuple[str, str]:
     seen: dict[tuple[str, int], str] = {}
     started = time.monotonic()
     while True:
-        state = client.get(path).json()["state"]
+        state = run_state(client, DAG_ID, run_id)
         tis = paged(client, f"{path}/taskInstances", "task_instances")
         mapped = [ti for ti in tis if ti["task_id"] == "deliver" and ti["map_index"] >= 0]
         newly: list[str] = []

@@ -382,15 +382,15 @@ class Sampler(threading.Thread):
 
 def trigger_and_wait(client: Any, conf: dict[str, Any], timeout: float = RUN_TIMEOUT_S) -> dict[str, Any]:
     """Trigger through the REST API and poll the run quietly (progress as counts only)."""
-    from demo.stack import paged, trigger
+    from demo.stack import paged, run_state, trigger
 
     run_id = trigger(client, DAG_ID, conf)
     path = f"/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}"
     started = time.monotonic()
     last_print = started
     while True:
-        run = client.get(path).json()
-        if run["state"] in ("success", "failed"):
+        if run_state(client, DAG_ID, run_id) in ("success", "failed"):
+            run = client.get(path).json()
             run["client_wall_s"] = time.monotonic() - started
             say(f"      run {run['state']} after {run['client_wall_s']:.1f} s")
             return run
