@@ -24,7 +24,7 @@ and SMS servers; api-server, scheduler and dag-processor on the LocalExecutor), 
   sort + slice + CSV bytes per municipality, gpg CLI (2 workers, ``--no-autostart``) with the
   same keys, one reused SFTP connection (TCP_NODELAY) to the same server, temp name + rename;
 - the same code without Airflow (``demo.bench_direct``), after the floor, in a process of its
-  own: kbi.pipeline's functions as the task bodies call them, the deliveries ten at once on
+  own: the task bodies of kbi.airflow_tasks in their order, the deliveries ten at once on
   forked workers, on the same servers with a ledger of its own (the pipeline's files set aside
   in each inbox's ``../pipeline/``): its difference from the run is what Airflow adds;
 - Great Expectations (``kbi.quality.gx_suite.validate``) against the same checks as plain
@@ -1600,7 +1600,7 @@ def direct_lines(s: dict[str, Any]) -> list[str]:
     pipeline_rows = s["pipeline"].get("summary", {}).get("rows_delivered", "–")
     return [
         "",
-        f"The same code without Airflow (`demo.bench_direct`: kbi.pipeline's functions in one process, "
+        f"The same code without Airflow (`demo.bench_direct`: the task bodies in one process, "
         f"{d['workers']} deliveries at once on forked workers, the same servers, a ledger of its own): "
         f"{_f(d['total_s'], 1)} s in all against the pipeline's {_f(s['total']['pipeline_s'], 1)} s "
         f"(×{_f(d['pipeline_ratio'], 1)}; Airflow's part {_f(d['airflow_s'], 1)} s). Wall s by stage: "

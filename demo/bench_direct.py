@@ -4,10 +4,11 @@
 environment (connections, settings) but its own ledger and quarantine database, after the
 Airflow run, with Airflow stopped and only the servers up.
 
-It calls what the DAG's task bodies (``kbi.airflow_tasks``) call, in their order and with the
-same arguments: ``kbi.pipeline``'s plan, extract, check_quality, partition, one ``deliver`` per
-municipality, summarise and cleanup. The process first does what the preloading executor does
-for every task process (``kbi.executor.preload``: its imports and warm-ups); what a task imports
+It calls the DAG's task bodies (``kbi.airflow_tasks``) in their order: extract, check_quality,
+partition, one ``deliver`` per municipality and summarise; for plan and remove_staging, which
+read the run's Airflow context, what they call (``kbi.pipeline.plan`` and ``cleanup``). The
+process first does what the preloading executor does for every task process
+(``kbi.executor.preload``: its imports and warm-ups, then ``gc.freeze()``); what a task imports
 itself (pandas and Great Expectations in check_quality) is imported inside that stage's clock,
 as in the pipeline. The deliveries run on as many workers as the pipeline runs task instances
 at once (``kbi.settings.DELIVERIES_AT_ONCE``), forked before the first stage; unlike a task
@@ -23,10 +24,12 @@ Prints one JSON line: counts and timings only, never a name or a national number
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import json
 import resource
 import time
+from collections.abc import Iterator
 from datetime import date
 from multiprocessing import get_context
 from pathlib import Path
@@ -40,37 +43,20 @@ def _cpu() -> tuple[float, float]:
     return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
 
 
-def _deliver(item: dict[str, Any]) -> dict[str, Any]:
-    """One municipality, as the deliver task's body does it (kbi.airflow_tasks.deliver)."""
-    from kbi import airflow_glue, pipeline, settings
-
-    return pipeline.deliver(
-        airflow_glue.ledger(),
-        airflow_glue.AirflowChannels(),
-        settings.load(),
-        item,
-        on_secret=airflow_glue.mask,
-    )
-
-
 class Stages:
     """Wall and CPU seconds per stage (CPU: this process and the children it has reaped)."""
 
     def __init__(self) -> None:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
-        self._started: tuple[float, tuple[float, float]] | None = None
 
-    def start(self) -> None:
-        self._started = (time.perf_counter(), _cpu())
-
-    def stop(self, stage: str) -> None:
-        assert self._started is not None
-        t0, (own0, children0) = self._started
+    @contextlib.contextmanager
+    def timing(self, stage: str) -> Iterator[None]:
+        t0, (own0, children0) = time.perf_counter(), _cpu()
+        yield
         own1, children1 = _cpu()
         self.wall[stage] = time.perf_counter() - t0
         self.cpu[stage] = own1 - own0 + children1 - children0
-        self._started = None
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -79,58 +65,46 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     t_import = time.perf_counter()
     if failed := executor.preload():  # what every task process inherits from the executor
         raise RuntimeError(f"could not import {', '.join(failed)}")
-    from kbi import airflow_glue, pipeline, settings
+    from kbi import airflow_glue, airflow_tasks, pipeline, settings
 
     imports = time.perf_counter() - t_import
     s = settings.load()
-    params = pipeline.RunParams(
+    params = pipeline.RunParams(  # what airflow_tasks.run_params reads from the run's context
         run_id=spec["run_id"],
         reference_date=date.fromisoformat(spec["reference_date"]),
         today=date.fromisoformat(spec["today"]),
         accept_extract_rows=spec.get("accept_extract_rows"),
         p3_period=s.p3_period,
     )
-    # The workers fork now, from a process that holds what a task process inherits and nothing
-    # more (as the executor's workers fork from the scheduler): forked after check_quality, they
-    # would share its Great Expectations and extract, and pay for each page they touch of it.
-    # As the LocalExecutor does before forking its workers (which then fork the task processes):
+    # As the LocalExecutor does before it forks its workers (which fork the task processes):
     # what is loaded now goes to the permanent generation, which the collector no longer walks.
     gc.freeze()
+    # The workers fork now, holding what a task process inherits and nothing more: forked after
+    # check_quality, they would share its Great Expectations and extract and pay for each page
+    # of it they touch.
     workers = int(spec["workers"])
     pool = get_context("fork").Pool(workers)
-    ledger = airflow_glue.ledger()
     stages = Stages()
     try:
-        stages.start()
-        plan = pipeline.plan(ledger, s, params)
-        stages.stop("plan")
-        stages.start()
-        extracted = pipeline.extract(
-            airflow_glue.source_engine(), s, plan, ledger=ledger, alert=airflow_glue.alert_data_engineers
-        )
-        stages.stop("extract")
-        stages.start()
-        checked = pipeline.check_quality(
-            airflow_glue.quarantine(), ledger, s, plan, extracted, alert=airflow_glue.alert_data_engineers
-        )
-        stages.stop("check_quality")
-        stages.start()
-        items = pipeline.partition(s, plan, checked, ledger=ledger, alert=airflow_glue.alert_data_engineers)
-        stages.stop("partition")
+        with stages.timing("plan"):
+            plan = pipeline.plan(airflow_glue.ledger(), s, params)
+        with stages.timing("extract"):
+            extracted = airflow_tasks.extract(plan)
+        with stages.timing("check_quality"):
+            checked = airflow_tasks.check_quality(plan, extracted)
+        with stages.timing("partition"):
+            items = airflow_tasks.partition(plan, checked)
         peak_before_deliver = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        stages.start()
-        results = pool.map(_deliver, items, chunksize=1)  # one municipality at a time, as tasks
-        pool.close()
-        pool.join()  # reaped: their CPU (and their gpg's) is in this process's children's
-        stages.stop("deliver")
-        stages.start()
-        alert = airflow_glue.alert_data_engineers
-        summary = pipeline.summarise(ledger, s, plan, checked, results, alert=alert)
-        stages.stop("summarise")
+        with stages.timing("deliver"):
+            # One municipality at a time per worker, as one task instance each.
+            results = pool.map(airflow_tasks.deliver, items, chunksize=1)
+            pool.close()
+            pool.join()  # reaped: their CPU (and their gpg's) is in this process's children's
+        with stages.timing("summarise"):
+            summary = airflow_tasks.summarise(plan, checked, items, results)
     finally:
         pool.terminate()
         pipeline.cleanup(s, params.run_id)  # the staged plaintext goes, as remove_staging does
-    by_step = summary.get("delivery_seconds", {})
     return {
         "run_id": params.run_id,
         "imports_s": imports,
@@ -142,7 +116,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         "failed": summary["municipalities"]["failed"],
         "refused": summary["municipalities"]["refused"],
         "rows_delivered": summary["rows"]["delivered"],
-        "delivery_seconds": by_step,
+        "delivery_seconds": summary.get("delivery_seconds", {}),
         "peak_rss_mb": peak_before_deliver,
         "workers_peak_rss_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
     }
