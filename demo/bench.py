@@ -1362,7 +1362,7 @@ def combine(
             "floor_cpu_s": _r(floor_cpu),
             "cpu_ratio": _r(cpu / floor_cpu, 1) if cpu and floor_cpu else None,
         },
-        "direct": _direct_summary(direct, wall, files) if direct else None,
+        "direct": _direct_summary(direct, wall) if direct else None,
         "total": {
             "pipeline_s": wall,
             "floor_s": _r(floor_total),
@@ -1380,7 +1380,7 @@ def combine(
     }
 
 
-def _direct_summary(direct: dict[str, Any], pipeline_wall: float, files: int) -> dict[str, Any]:
+def _direct_summary(direct: dict[str, Any], pipeline_wall: float) -> dict[str, Any]:
     """The run without Airflow in total, and what Airflow added to the same work."""
     total = sum(direct["stages"].values())
     cpu = direct["cpu_s"].get("deliver")
@@ -1389,7 +1389,7 @@ def _direct_summary(direct: dict[str, Any], pipeline_wall: float, files: int) ->
         "airflow_s": _r(pipeline_wall - total),
         "pipeline_ratio": _r(pipeline_wall / total, 1) if total else None,
         # A delivery's CPU without Airflow: its worker's share and its gpg, set-up included.
-        "deliver_cpu_ms_each": _r(1000 * cpu / max(1, files), 0) if cpu else None,
+        "deliver_cpu_ms_each": _r(1000 * cpu / max(1, direct["delivered"]), 0) if cpu else None,
     }
 
 

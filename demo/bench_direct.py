@@ -36,13 +36,6 @@ from pathlib import Path
 from typing import Any
 
 
-def _cpu() -> tuple[float, float]:
-    """CPU seconds of this process, and of its children waited for (workers, their gpg)."""
-    own = resource.getrusage(resource.RUSAGE_SELF)
-    children = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return own.ru_utime + own.ru_stime, children.ru_utime + children.ru_stime
-
-
 class Stages:
     """Wall and CPU seconds per stage (CPU: this process and the children it has reaped)."""
 
@@ -52,9 +45,11 @@ class Stages:
 
     @contextlib.contextmanager
     def timing(self, stage: str) -> Iterator[None]:
-        t0, (own0, children0) = time.perf_counter(), _cpu()
+        from kbi.delivery import cpu_now
+
+        t0, (own0, children0) = time.perf_counter(), cpu_now()
         yield
-        own1, children1 = _cpu()
+        own1, children1 = cpu_now()
         self.wall[stage] = time.perf_counter() - t0
         self.cpu[stage] = own1 - own0 + children1 - children0
 

@@ -53,7 +53,7 @@ STEP_OF_STATE = {
 STEPS = ("connect", "encrypt", "upload", "publish", "announce", "total")
 
 
-def _cpu_now() -> tuple[float, float]:
+def cpu_now() -> tuple[float, float]:
     """CPU seconds of this process and of its children waited for (gpg: python-gnupg waits)."""
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     return time.process_time(), children.ru_utime + children.ru_stime
@@ -310,7 +310,7 @@ class DeliveryMachine:
 
     def run(self, job: Job) -> Delivery:
         """Drive one delivery to ``announced`` from wherever the ledger says it stands."""
-        started, cpu_started = time.perf_counter(), _cpu_now()
+        started, cpu_started = time.perf_counter(), cpu_now()
         seconds: Counter[str] = Counter()
         self.last_seconds = {}
         d = self.ledger.plan_delivery(
@@ -357,7 +357,7 @@ class DeliveryMachine:
             failure = error_type(f"{job.recipient.label}: {reason}")
         else:
             seconds["total"] = time.perf_counter() - started
-            cpu = _cpu_now()
+            cpu = cpu_now()
             seconds["cpu"], seconds["cpu_gpg"] = cpu[0] - cpu_started[0], cpu[1] - cpu_started[1]
             self.last_seconds = {k: round(v, 4) for k, v in seconds.items()}
             return d
