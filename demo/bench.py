@@ -380,6 +380,14 @@ class Sampler(threading.Thread):
 # --- the run through Airflow --------------------------------------------------------------------
 
 
+def run_conf(reference_date: date, rows: int) -> dict[str, Any]:
+    """The run's params, for the pipeline and the run without Airflow alike."""
+    params: dict[str, Any] = {"reference_date": reference_date.isoformat()}
+    if rows > settings.load().max_extract_rows:  # a size chosen by whoever runs the bench
+        params["accept_extract_rows"] = rows
+    return params
+
+
 def trigger_and_wait(client: Any, conf: dict[str, Any], timeout: float = RUN_TIMEOUT_S) -> dict[str, Any]:
     """Trigger through the REST API and poll the run quietly (progress as counts only)."""
     from demo.stack import paged, run_state, trigger
@@ -613,9 +621,7 @@ def run_pipeline(
 
     client = stack.client()
     wait_for_dag(client, DAG_ID)
-    conf: dict[str, Any] = {"reference_date": reference_date.isoformat()}
-    if rows > settings.load().max_extract_rows:  # a size chosen by whoever runs the bench
-        conf["accept_extract_rows"] = rows
+    conf = run_conf(reference_date, rows)
     busy0, total0 = _cpu_busy()
     sampler.start()
     try:
@@ -1223,27 +1229,18 @@ def direct_databases(places: env.Places, metadata: str) -> Iterator[dict[str, st
         return
     here = places.var_dir / "direct"
     here.mkdir(exist_ok=True)
-    yield {
-        "AIRFLOW_CONN_KBI_LEDGER": json.dumps(
-            {"conn_type": "sqlite", "host": str(here / "ledger.db"), "extra": {"chain_secret": chain_secret}}
-        ),
-        "AIRFLOW_CONN_KBI_QUARANTINE": json.dumps(
-            {"conn_type": "sqlite", "host": str(here / "quarantine.db")}
-        ),
-    }
+    yield env.sqlite_agency_connections(here / "ledger.db", here / "quarantine.db", chain_secret)
 
 
 def run_direct(places: env.Places, stack: Any, today: date, rows: int, metadata: str) -> dict[str, Any]:
     """The pipeline's own code without Airflow (``demo.bench_direct``), on the same servers."""
     set_inboxes_aside(places)
-    spec: dict[str, Any] = {
+    spec = {
         "run_id": f"bench_direct__{datetime.now(UTC).strftime('%Y%m%dT%H%M%S')}",
-        "reference_date": today.isoformat(),
         "today": today.isoformat(),
         "workers": settings.DELIVERIES_AT_ONCE,
+        **run_conf(today, rows),
     }
-    if rows > settings.load().max_extract_rows:
-        spec["accept_extract_rows"] = rows
     spec_path = places.var_dir / "direct-spec.json"
     spec_path.write_text(json.dumps(spec))
     with direct_databases(places, metadata) as connections:

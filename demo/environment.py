@@ -224,6 +224,17 @@ def secrets_of(places: Places) -> dict[str, str]:
     return values
 
 
+def sqlite_agency_connections(ledger_db: Path, quarantine_db: Path, chain_secret: str) -> dict[str, str]:
+    """``AIRFLOW_CONN_*`` variables that put the ledger and the quarantine in SQLite files (as
+    ``demo.pgdb.Database.agency_connections`` does in a PostgreSQL database)."""
+    return {
+        "AIRFLOW_CONN_KBI_LEDGER": json.dumps(
+            {"conn_type": "sqlite", "host": str(ledger_db), "extra": {"chain_secret": chain_secret}}
+        ),
+        "AIRFLOW_CONN_KBI_QUARANTINE": json.dumps({"conn_type": "sqlite", "host": str(quarantine_db)}),
+    }
+
+
 def connection_env(places: Places, *, sftp_port: int, smtp_port: int, sms_port: int) -> dict[str, str]:
     """AIRFLOW_CONN_* and KBI_* variables that point the pipeline at the demo's world."""
     host_key, client_key, _ = sftp_server.ensure_keys(places.ssh_keys)
@@ -234,10 +245,7 @@ def connection_env(places: Places, *, sftp_port: int, smtp_port: int, sms_port: 
 
     return {
         "AIRFLOW_CONN_KBI_SOURCE": conn({"conn_type": "sqlite", "host": str(places.kbi_db)}),
-        "AIRFLOW_CONN_KBI_LEDGER": conn(
-            {"conn_type": "sqlite", "host": str(places.ledger_db), "extra": {"chain_secret": chain_secret}}
-        ),
-        "AIRFLOW_CONN_KBI_QUARANTINE": conn({"conn_type": "sqlite", "host": str(places.quarantine_db)}),
+        **sqlite_agency_connections(places.ledger_db, places.quarantine_db, chain_secret),
         "AIRFLOW_CONN_KBI_SFTP": conn(
             {
                 "conn_type": "sftp",
